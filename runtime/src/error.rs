@@ -1,0 +1,324 @@
+//! Errors, error policies and the error handler that routes bad records.
+//!
+//! One `#[non_exhaustive]` error enum for the whole crate ([`ProcessorError`]), a
+//! [`ProcessorResult`] alias, and the [`ErrorPolicy`] / [`ErrorHandler`] pair that decides
+//! what happens to a record that cannot be processed: retried with backoff, skipped (and
+//! counted), or sent to a dead-letter sink with its reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sink::{DeadLetterRecord, DeadLetterSink, EventSink};
+
+/// Result type of every fallible call of the crate.
+pub type ProcessorResult<T> = Result<T, ProcessorError>;
+
+/// Everything that can go wrong in the processor.
+///
+/// Messages are lowercase, without a trailing period, and say what to change where the
+/// cause is a declaration or a config value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessorError {
+    /// A timestamp could not be assigned to a window (missing, out of range, …).
+    #[error("window assignment failed: {0}")]
+    WindowAssignment(String),
+    /// An aggregation received a value it cannot use (NaN, infinity, …).
+    #[error("aggregation failed: {0}")]
+    Aggregation(String),
+    /// The state backend failed or holds state this pipeline cannot read.
+    #[error("state error: {0}")]
+    State(String),
+    /// The Kafka client reported an error.
+    #[error("kafka error: {0}")]
+    Kafka(String),
+    /// A record could not be decoded.
+    #[error("cannot decode record: {0}")]
+    Deserialization(String),
+    /// A value could not be encoded.
+    #[error("cannot encode value: {0}")]
+    Serialization(String),
+    /// The pipeline declaration is invalid; the message says what to change.
+    #[error("invalid pipeline: {0}")]
+    InvalidPipeline(String),
+    /// A configuration value is invalid; the message names the key and the fix.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A sink failed to accept a result.
+    #[error("sink `{sink}` failed: {message}")]
+    Sink {
+        /// Name of the sink.
+        sink: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An I/O operation failed.
+    #[error("i/o error on {context}")]
+    Io {
+        /// What was being done (a path, a stream).
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other failure, with its description.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProcessorError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ProcessorError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether retrying the same operation may succeed (I/O, Kafka, sinks).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProcessorError::Io { .. } | ProcessorError::Kafka(_) | ProcessorError::Sink { .. }
+        )
+    }
+
+    /// A short stable name of the error kind, used in dead-letter records and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProcessorError::WindowAssignment(_) => "window_assignment",
+            ProcessorError::Aggregation(_) => "aggregation",
+            ProcessorError::State(_) => "state",
+            ProcessorError::Kafka(_) => "kafka",
+            ProcessorError::Deserialization(_) => "deserialization",
+            ProcessorError::Serialization(_) => "serialization",
+            ProcessorError::InvalidPipeline(_) => "invalid_pipeline",
+            ProcessorError::Config(_) => "config",
+            ProcessorError::Sink { .. } => "sink",
+            ProcessorError::Io { .. } => "io",
+            ProcessorError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// What to do with a record or a result that fails.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ErrorPolicy {
+    /// Retry transient failures (sinks, I/O, Kafka) with exponential backoff; records that
+    /// can never succeed (malformed input) go to the dead-letter sink.
+    Retry {
+        /// Attempts in all, the first included.
+        max_attempts: u32,
+        /// Delay before the second attempt; doubled after each failure.
+        initial_delay: Duration,
+        /// Upper bound of the delay.
+        max_delay: Duration,
+    },
+    /// Skip the failing record; it is counted and logged, not kept.
+    Skip,
+    /// Send the failing record with its reason to the dead-letter sink.
+    DeadLetter,
+}
+
+impl Default for ErrorPolicy {
+    fn default() -> Self {
+        ErrorPolicy::DeadLetter
+    }
+}
+
+impl ErrorPolicy {
+    /// The delay before attempt `attempt` (1-based; attempt 1 has no delay).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        match self {
+            ErrorPolicy::Retry {
+                initial_delay,
+                max_delay,
+                ..
+            } if attempt > 1 => {
+                let factor = 2u32.saturating_pow(attempt.saturating_sub(2).min(30));
+                initial_delay.saturating_mul(factor).min(*max_delay)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// How many attempts a transient operation gets under this policy.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            ErrorPolicy::Retry { max_attempts, .. } => (*max_attempts).max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// Applies an [`ErrorPolicy`]: routes bad records to the dead-letter sink or skips them,
+/// and retries transient operations with backoff.
+///
+/// ```
+/// use llm_optimizer_processor::error::*;
+/// use llm_optimizer_processor::DeadLetterSink;
+/// use std::time::Duration;
+///
+/// let retry = ErrorHandler::new(ErrorPolicy::Retry {
+///     max_attempts: 3,
+///     initial_delay: Duration::from_millis(100),
+///     max_delay: Duration::from_secs(5),
+/// });
+/// assert_eq!(retry.policy().backoff(3), Duration::from_millis(200));
+/// let skip = ErrorHandler::new(ErrorPolicy::Skip);
+/// let dead_letter = ErrorHandler::new(ErrorPolicy::DeadLetter)
+///     .with_sink(DeadLetterSink::new("errors-topic"));
+/// # let _ = (skip, dead_letter);
+/// ```
+#[derive(Clone)]
+pub struct ErrorHandler {
+    policy: ErrorPolicy,
+    sink: Option<Arc<dyn EventSink<DeadLetterRecord>>>,
+}
+
+impl std::fmt::Debug for ErrorHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorHandler")
+            .field("policy", &self.policy)
+            .field("has_sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl Default for ErrorHandler {
+    fn default() -> Self {
+        ErrorHandler::new(ErrorPolicy::default())
+    }
+}
+
+/// What the handler did with a failed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorDisposition {
+    /// Written to the dead-letter sink.
+    DeadLettered,
+    /// Skipped on purpose (policy `Skip`).
+    Skipped,
+}
+
+impl ErrorHandler {
+    /// A handler with this policy. Without [`with_sink`](Self::with_sink), dead letters go
+    /// to `DeadLetterSink::new("processor-dead-letter")`.
+    pub fn new(policy: ErrorPolicy) -> Self {
+        ErrorHandler { policy, sink: None }
+    }
+
+    /// Sends dead letters to this sink.
+    pub fn with_sink<S: EventSink<DeadLetterRecord> + 'static>(mut self, sink: S) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &ErrorPolicy {
+        &self.policy
+    }
+
+    /// The dead-letter sink, created with its default name when none was given.
+    pub fn dead_letter_sink(&mut self) -> Arc<dyn EventSink<DeadLetterRecord>> {
+        self.sink
+            .get_or_insert_with(|| Arc::new(DeadLetterSink::new("processor-dead-letter")))
+            .clone()
+    }
+
+    /// Handles a record that cannot be processed: dead letter (policies `DeadLetter` and
+    /// `Retry`, since retrying a malformed record cannot help) or skip.
+    pub async fn handle_record(
+        &mut self,
+        record: DeadLetterRecord,
+    ) -> ProcessorResult<ErrorDisposition> {
+        match self.policy {
+            ErrorPolicy::Skip => {
+                tracing::warn!(reason = %record.reason, position = %record.position, "skipping bad record");
+                Ok(ErrorDisposition::Skipped)
+            }
+            ErrorPolicy::DeadLetter | ErrorPolicy::Retry { .. } => {
+                let sink = self.dead_letter_sink();
+                self.retry(|| sink.send(record.clone())).await?;
+                Ok(ErrorDisposition::DeadLettered)
+            }
+        }
+    }
+
+    /// Runs `op` until it succeeds, retrying transient errors as the policy allows.
+    pub async fn retry<F, Fut, T>(&self, mut op: F) -> ProcessorResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ProcessorResult<T>>,
+    {
+        let attempts = self.policy.attempts();
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && attempt < attempts => {
+                    attempt += 1;
+                    let delay = self.policy.backoff(attempt);
+                    tracing::warn!(error = %e, attempt, ?delay, "retrying after transient error");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = ErrorPolicy::Retry {
+            max_attempts: 5,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(300),
+        };
+        assert_eq!(p.backoff(1), Duration::ZERO);
+        assert_eq!(p.backoff(2), Duration::from_millis(100));
+        assert_eq!(p.backoff(3), Duration::from_millis(200));
+        assert_eq!(p.backoff(4), Duration::from_millis(300));
+        assert_eq!(p.attempts(), 5);
+        assert_eq!(ErrorPolicy::Skip.attempts(), 1);
+    }
+
+    #[tokio::test]
+    async fn retry_stops_after_max_attempts() {
+        let h = ErrorHandler::new(ErrorPolicy::Retry {
+            max_attempts: 3,
+            initial_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        });
+        let mut calls = 0;
+        let r: ProcessorResult<()> = h
+            .retry(|| {
+                calls += 1;
+                async { Err(ProcessorError::Kafka("broker down".into())) }
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn retry_does_not_repeat_permanent_errors() {
+        let h = ErrorHandler::new(ErrorPolicy::Retry {
+            max_attempts: 3,
+            initial_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        });
+        let mut calls = 0;
+        let r: ProcessorResult<()> = h
+            .retry(|| {
+                calls += 1;
+                async { Err(ProcessorError::Deserialization("bad".into())) }
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
+    }
+}

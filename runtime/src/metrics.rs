@@ -1,0 +1,137 @@
+//! Operational metrics of the processor, on the `prometheus` crate.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+use std::time::Duration;
+
+/// Counters, gauges and a latency histogram of one processor, in their own registry.
+///
+/// ```
+/// use llm_optimizer_processor::metrics::*;
+/// use std::time::Instant;
+///
+/// let metrics = ProcessorMetrics::new();
+/// let start = Instant::now();
+/// metrics.record_processing_latency(start.elapsed());
+/// metrics.record_event_processed();
+/// metrics.record_error();
+/// metrics.record_state_size(4096);
+/// let prometheus_metrics = metrics.export();
+/// assert!(prometheus_metrics.contains("processor_events_processed_total 1"));
+/// assert!(prometheus_metrics.contains("processor_state_size_bytes 4096"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProcessorMetrics {
+    registry: Registry,
+    events_processed: IntCounter,
+    events_late: IntCounter,
+    events_dead_lettered: IntCounter,
+    errors: IntCounter,
+    rows_emitted: IntCounter,
+    state_size: IntGauge,
+    watermark: IntGauge,
+    processing_latency: Histogram,
+}
+
+impl Default for ProcessorMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("metric name is valid");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric is registered once in a fresh registry");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("metric name is valid");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric is registered once in a fresh registry");
+    g
+}
+
+impl ProcessorMetrics {
+    /// Metrics in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let processing_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "processor_processing_latency_seconds",
+                "time to process one event",
+            )
+            .buckets(prometheus::exponential_buckets(1e-7, 4.0, 12).expect("valid buckets")),
+        )
+        .expect("metric name is valid");
+        registry
+            .register(Box::new(processing_latency.clone()))
+            .expect("metric is registered once in a fresh registry");
+        ProcessorMetrics {
+            events_processed: counter(&registry, "processor_events_processed_total", "events read"),
+            events_late: counter(&registry, "processor_events_late_total", "events past the allowed lateness"),
+            events_dead_lettered: counter(&registry, "processor_events_dead_lettered_total", "records sent to the dead-letter sink"),
+            errors: counter(&registry, "processor_errors_total", "errors of any kind"),
+            rows_emitted: counter(&registry, "processor_rows_emitted_total", "result rows emitted"),
+            state_size: gauge(&registry, "processor_state_size_bytes", "size of the operator state"),
+            watermark: gauge(&registry, "processor_watermark_millis", "combined watermark, epoch milliseconds"),
+            processing_latency,
+            registry,
+        }
+    }
+
+    /// The registry holding these metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Records the time one event took.
+    pub fn record_processing_latency(&self, d: Duration) {
+        self.processing_latency.observe(d.as_secs_f64());
+    }
+    /// Counts an event read.
+    pub fn record_event_processed(&self) {
+        self.events_processed.inc();
+    }
+    /// Counts a late event.
+    pub fn record_late_event(&self) {
+        self.events_late.inc();
+    }
+    /// Counts a dead-lettered record.
+    pub fn record_dead_letter(&self) {
+        self.events_dead_lettered.inc();
+    }
+    /// Counts an error.
+    pub fn record_error(&self) {
+        self.errors.inc();
+    }
+    /// Counts emitted rows.
+    pub fn record_rows_emitted(&self, n: u64) {
+        self.rows_emitted.inc_by(n);
+    }
+    /// Sets the state size.
+    pub fn record_state_size(&self, bytes: u64) {
+        self.state_size.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+    /// Sets the combined watermark.
+    pub fn record_watermark(&self, millis: i64) {
+        self.watermark.set(millis);
+    }
+
+    /// Events read so far.
+    pub fn events_processed(&self) -> u64 {
+        self.events_processed.get()
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn export(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

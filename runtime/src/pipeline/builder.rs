@@ -1,0 +1,390 @@
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::extract::FieldExtractor;
+use crate::aggregation::{AggregationResult, AggregationSpec};
+use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
+use crate::event::{GroupingKey, ProcessorEvent};
+use crate::metrics::ProcessorMetrics;
+use crate::sink::EventSink;
+use crate::source::{ChannelSource, EventSource, FileSource, KafkaConfig, MemorySource};
+use crate::state::StateBackend;
+use crate::time::duration_millis;
+use crate::watermark::{BoundedOutOfOrdernessWatermark, LateEventHandler, WatermarkGenerator};
+use crate::window::{
+    SessionWindowAssigner, SlidingWindowAssigner, TumblingWindowAssigner, WindowAssigner,
+    WindowSpec, WindowTrigger,
+};
+
+pub(super) enum SourceChoice<T> {
+    Source(Box<dyn EventSource<T>>),
+    Kafka(KafkaConfig),
+}
+
+/// Starts a dynamic pipeline over events of type `T` (any `Serialize + Deserialize` type;
+/// the built-in [`FeedbackEvent`](crate::FeedbackEvent) needs no further setup).
+///
+/// ```
+/// use llm_optimizer_processor::*;
+/// use std::time::Duration;
+/// use chrono::{TimeZone, Utc};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let events = (0..10).map(|i| FeedbackEvent {
+///     timestamp: Utc.timestamp_opt(i * 60, 0).unwrap(),
+///     model: "m".into(),
+///     region: "r".into(),
+///     latency_ms: 100.0 * i as f64,
+///     ..Default::default()
+/// });
+/// let rows = CollectorSink::new();
+/// let pipeline = create_pipeline::<FeedbackEvent>()
+///     .with_memory_source(events)
+///     .with_watermark_generator(BoundedOutOfOrdernessWatermark::new(Duration::from_secs(30)))
+///     .with_tumbling_window(Duration::from_secs(300))
+///     .with_sink(rows.clone())
+///     .build()?;
+/// let summary = pipeline.run().await?;
+/// assert_eq!(summary.events_aggregated, 10);
+/// let rows = rows.items();
+/// assert_eq!(rows.len(), 2);
+/// assert_eq!(rows[0].results["count"], 5.0);
+/// assert_eq!(rows[0].results["max"], 400.0);
+/// # Ok::<(), ProcessorError>(()) }).unwrap();
+/// ```
+pub fn create_pipeline<T>() -> PipelineBuilder<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    PipelineBuilder::new()
+}
+
+/// Declares a dynamic pipeline; [`build`](Self::build) checks it.
+pub struct PipelineBuilder<T> {
+    pub(super) name: String,
+    pub(super) source: Option<SourceChoice<T>>,
+    pub(super) watermark: Option<Box<dyn WatermarkGenerator>>,
+    pub(super) window: Option<WindowSpec>,
+    pub(super) assigner_lateness: Option<Duration>,
+    pub(super) lateness: Option<Duration>,
+    pub(super) late_handler: Option<LateEventHandler>,
+    pub(super) trigger: Option<Box<dyn WindowTrigger>>,
+    pub(super) state_backend: Option<Arc<dyn StateBackend>>,
+    pub(super) sinks: Vec<Arc<dyn EventSink<AggregationResult>>>,
+    pub(super) error_handler: ErrorHandler,
+    pub(super) aggregations: AggregationSpec,
+    pub(super) extractor: FieldExtractor<T>,
+    pub(super) metrics: Option<Arc<ProcessorMetrics>>,
+    pub(super) buffer_size: usize,
+}
+
+impl<T> std::fmt::Debug for PipelineBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("name", &self.name)
+            .field("window", &self.window)
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl<T> PipelineBuilder<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn new() -> Self {
+        PipelineBuilder {
+            name: "pipeline".into(),
+            source: None,
+            watermark: None,
+            window: None,
+            assigner_lateness: None,
+            lateness: None,
+            late_handler: None,
+            trigger: None,
+            state_backend: None,
+            sinks: Vec::new(),
+            error_handler: ErrorHandler::default(),
+            aggregations: AggregationSpec::default(),
+            extractor: FieldExtractor::default(),
+            metrics: None,
+            buffer_size: 10_000,
+        }
+    }
+
+    /// Names the pipeline (logs, state keys).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Reads from Kafka.
+    pub fn with_kafka_source(mut self, config: KafkaConfig) -> Self {
+        self.source = Some(SourceChoice::Kafka(config));
+        self
+    }
+
+    /// Reads JSON lines from a file (`-` for standard input).
+    pub fn with_file_source(mut self, path: impl AsRef<Path>) -> Self {
+        self.source = Some(SourceChoice::Source(Box::new(FileSource::new(path))));
+        self
+    }
+
+    /// Reads JSON lines from standard input.
+    pub fn with_stdin_source(mut self) -> Self {
+        self.source = Some(SourceChoice::Source(Box::new(FileSource::stdin())));
+        self
+    }
+
+    /// Reads these events, in order, as partition 0.
+    pub fn with_memory_source(mut self, events: impl IntoIterator<Item = T>) -> Self {
+        self.source = Some(SourceChoice::Source(Box::new(MemorySource::new(events))));
+        self
+    }
+
+    /// Reads these envelopes; their timestamp, key and partition are used as given.
+    pub fn with_envelope_source(
+        mut self,
+        events: impl IntoIterator<Item = ProcessorEvent<T>>,
+    ) -> Self {
+        self.source = Some(SourceChoice::Source(Box::new(MemorySource::from_envelopes(
+            events,
+        ))));
+        self
+    }
+
+    /// Reads events sent through a channel until every sender is dropped.
+    pub fn with_channel_source(mut self, rx: tokio::sync::mpsc::Receiver<T>) -> Self {
+        self.source = Some(SourceChoice::Source(Box::new(ChannelSource::new(rx))));
+        self
+    }
+
+    /// Reads from any source.
+    pub fn with_source<S: EventSource<T> + 'static>(mut self, source: S) -> Self {
+        self.source = Some(SourceChoice::Source(Box::new(source)));
+        self
+    }
+
+    /// How watermarks are made (default: bounded out-of-orderness of 0 s).
+    pub fn with_watermark_generator<G: WatermarkGenerator + 'static>(mut self, generator: G) -> Self {
+        self.watermark = Some(Box::new(generator));
+        self
+    }
+
+    /// Tumbling windows of this size.
+    pub fn with_tumbling_window(self, size: Duration) -> Self {
+        self.with_window_assigner(TumblingWindowAssigner::new(size))
+    }
+
+    /// Sliding windows of `size`, one every `slide`.
+    pub fn with_sliding_window(self, size: Duration, slide: Duration) -> Self {
+        self.with_window_assigner(SlidingWindowAssigner::new(size, slide))
+    }
+
+    /// Session windows closed by `gap` of inactivity.
+    pub fn with_session_window(self, gap: Duration) -> Self {
+        self.with_window_assigner(SessionWindowAssigner::new(gap))
+    }
+
+    /// Windows from an assigner (with its offset and allowed lateness).
+    pub fn with_window_assigner<A: WindowAssigner>(mut self, assigner: A) -> Self {
+        self.window = Some(assigner.spec());
+        self.assigner_lateness = assigner.allowed_lateness();
+        self
+    }
+
+    /// How long windows accept events after the watermark passed their end.
+    pub fn with_allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness = Some(lateness);
+        self
+    }
+
+    /// Allowed lateness and where late events go.
+    pub fn with_late_event_handler(mut self, handler: LateEventHandler) -> Self {
+        self.late_handler = Some(handler);
+        self
+    }
+
+    /// When windows fire (default: [`EventTimeTrigger`](crate::EventTimeTrigger)).
+    pub fn with_trigger<Tr: WindowTrigger + 'static>(mut self, trigger: Tr) -> Self {
+        self.trigger = Some(Box::new(trigger));
+        self
+    }
+
+    /// The state backend for checkpoints.
+    pub fn with_state_backend(mut self, backend: Arc<dyn StateBackend>) -> Self {
+        self.state_backend = Some(backend);
+        self
+    }
+
+    /// Adds a sink for result rows (several may be added).
+    pub fn with_sink<S: EventSink<AggregationResult> + 'static>(mut self, sink: S) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// How bad records and failing sinks are handled (default: dead letter).
+    pub fn with_error_handler(mut self, handler: ErrorHandler) -> Self {
+        self.error_handler = handler;
+        self
+    }
+
+    /// Which statistics are computed (default: all, percentiles 50, 95, 99).
+    pub fn with_aggregations(mut self, spec: AggregationSpec) -> Self {
+        self.aggregations = spec;
+        self
+    }
+
+    /// Groups by these fields of the event (default: `model`, `region`; fields the event
+    /// lacks are left out of the key).
+    pub fn with_key_fields<S: AsRef<str>>(mut self, fields: &[S]) -> Self {
+        self.extractor.key_fields = fields.iter().map(|f| f.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// Measures this numeric field (default: `latency_ms`, else `value`).
+    pub fn with_value_field(mut self, field: impl Into<String>) -> Self {
+        self.extractor.value_field = Some(field.into());
+        self
+    }
+
+    /// Reads event time from this field (default: `timestamp`).
+    pub fn with_timestamp_field(mut self, field: impl Into<String>) -> Self {
+        self.extractor.timestamp_field = field.into();
+        self
+    }
+
+    /// Reads event time with a closure.
+    pub fn with_timestamp_fn(
+        mut self,
+        f: impl Fn(&T) -> Option<DateTime<Utc>> + Send + Sync + 'static,
+    ) -> Self {
+        self.extractor.timestamp_fn = Some(Box::new(f));
+        self
+    }
+
+    /// Computes the key with a closure.
+    pub fn with_key_fn(mut self, f: impl Fn(&T) -> GroupingKey + Send + Sync + 'static) -> Self {
+        self.extractor.key_fn = Some(Box::new(f));
+        self
+    }
+
+    /// Reads the measured value with a closure (`None`: the event has no value).
+    pub fn with_value_fn(mut self, f: impl Fn(&T) -> Option<f64> + Send + Sync + 'static) -> Self {
+        self.extractor.value_fn = Some(Box::new(f));
+        self
+    }
+
+    /// Records metrics here.
+    pub fn with_metrics(mut self, metrics: Arc<ProcessorMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Records buffered between the source and the operator (backpressure bound).
+    pub fn with_buffer_size(mut self, n: usize) -> Self {
+        self.buffer_size = n;
+        self
+    }
+
+    /// Checks the declaration and returns a runnable pipeline.
+    pub fn build(mut self) -> ProcessorResult<Pipeline<T>> {
+        let invalid = |m: &str| Err(ProcessorError::InvalidPipeline(m.to_owned()));
+        let source = match self.source.take() {
+            None => return invalid("no source: add .with_file_source(path), .with_memory_source(events) or .with_kafka_source(config)"),
+            Some(SourceChoice::Kafka(c)) => {
+                return Err(ProcessorError::Kafka(format!(
+                    "cannot read topics {:?} from {}: the Kafka connector is not available in this build; use .with_file_source(path) or .with_stdin_source()",
+                    c.topics, c.bootstrap_servers
+                )))
+            }
+            Some(SourceChoice::Source(s)) => s,
+        };
+        let Some(window) = self.window else {
+            return invalid("no window: add .with_tumbling_window(size), .with_sliding_window(size, slide) or .with_session_window(gap)");
+        };
+        window.validate()?;
+        if self.buffer_size == 0 {
+            return invalid("buffer size must be at least 1");
+        }
+        let mut candidates = [
+            ("the window assigner", self.assigner_lateness),
+            ("with_allowed_lateness", self.lateness),
+            ("the late event handler", self.late_handler.as_ref().map(|h| h.allowed_lateness())),
+        ]
+        .into_iter()
+        .filter_map(|(who, d)| d.map(|d| (who, d)));
+        let lateness = match candidates.next() {
+            None => Duration::ZERO,
+            Some((who, d)) => {
+                if let Some((other, d2)) = candidates.find(|(_, d2)| *d2 != d) {
+                    return Err(ProcessorError::InvalidPipeline(format!(
+                        "allowed lateness is set twice with different values: {d:?} by {who} and {d2:?} by {other}; set it in one place"
+                    )));
+                }
+                d
+            }
+        };
+        for sink in &self.sinks {
+            sink.check()?;
+        }
+        Ok(Pipeline {
+            name: self.name,
+            source,
+            watermark: self
+                .watermark
+                .unwrap_or_else(|| Box::new(BoundedOutOfOrdernessWatermark::new(Duration::ZERO))),
+            window,
+            lateness_ms: duration_millis(lateness),
+            late_handler: self.late_handler,
+            trigger: self.trigger,
+            state_backend: self.state_backend,
+            sinks: self.sinks,
+            error_handler: self.error_handler,
+            aggregations: self.aggregations,
+            extractor: self.extractor,
+            metrics: self.metrics.unwrap_or_else(|| Arc::new(ProcessorMetrics::new())),
+            buffer_size: self.buffer_size,
+        })
+    }
+}
+
+/// A checked pipeline, ready to [`run`](Pipeline::run).
+pub struct Pipeline<T> {
+    pub(super) name: String,
+    pub(super) source: Box<dyn EventSource<T>>,
+    pub(super) watermark: Box<dyn WatermarkGenerator>,
+    pub(super) window: WindowSpec,
+    pub(super) lateness_ms: i64,
+    pub(super) late_handler: Option<LateEventHandler>,
+    pub(super) trigger: Option<Box<dyn WindowTrigger>>,
+    #[allow(dead_code, reason = "kept for checkpoints of operator state (durable-state issue)")]
+    pub(super) state_backend: Option<Arc<dyn StateBackend>>,
+    pub(super) sinks: Vec<Arc<dyn EventSink<AggregationResult>>>,
+    pub(super) error_handler: ErrorHandler,
+    pub(super) aggregations: AggregationSpec,
+    pub(super) extractor: FieldExtractor<T>,
+    pub(super) metrics: Arc<ProcessorMetrics>,
+    pub(super) buffer_size: usize,
+}
+
+impl<T> std::fmt::Debug for Pipeline<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("window", &self.window)
+            .field("lateness_ms", &self.lateness_ms)
+            .finish()
+    }
+}
+
+impl<T> Pipeline<T> {
+    /// The pipeline's metrics.
+    pub fn metrics(&self) -> Arc<ProcessorMetrics> {
+        Arc::clone(&self.metrics)
+    }
+}

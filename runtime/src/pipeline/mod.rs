@@ -1,0 +1,9 @@
+//! The dynamic pipeline: [`create_pipeline`], its builder, and the run loop that drives
+//! source → decode → watermark → windows → aggregation → sinks.
+
+mod builder;
+mod extract;
+mod run;
+
+pub use builder::{create_pipeline, Pipeline, PipelineBuilder};
+pub use run::{DynamicAggregation, RunSummary};

@@ -1,0 +1,53 @@
+//! Sources: JSON-lines files and stdin, in-memory events and channels, and the Kafka
+//! source configuration.
+
+mod file;
+mod kafka;
+mod memory;
+
+pub use file::FileSource;
+pub use kafka::KafkaConfig;
+pub use memory::{ChannelSource, MemorySource};
+
+use async_trait::async_trait;
+
+use crate::error::ProcessorResult;
+use crate::event::ProcessorEvent;
+
+/// What a source yields: an encoded record (to be decoded by the pipeline), an event,
+/// or an event already in its envelope (timestamp, key, partition given).
+#[derive(Debug, Clone)]
+pub enum Payload<T> {
+    /// JSON bytes of one event.
+    Bytes(Vec<u8>),
+    /// A decoded event.
+    Event(T),
+    /// An event in its envelope.
+    Envelope(ProcessorEvent<T>),
+}
+
+/// One record of a source and where it was read.
+#[derive(Debug, Clone)]
+pub struct SourceRecord<T> {
+    /// The record.
+    pub payload: Payload<T>,
+    /// Source partition (watermarks are per partition).
+    pub partition: u32,
+    /// Position inside the partition: byte offset of a line, index of an event.
+    pub offset: u64,
+    /// 1-based line or record number, for error messages.
+    pub sequence: u64,
+}
+
+/// Something that yields records; `Ok(None)` means a bounded source has ended.
+#[async_trait]
+pub trait EventSource<T>: Send {
+    /// The next record.
+    async fn next(&mut self) -> ProcessorResult<Option<SourceRecord<T>>>;
+    /// A short description for logs and dead letters (`file:events.jsonl`, `stdin`).
+    fn describe(&self) -> String;
+    /// The partitions it reads, known before the first record.
+    fn partitions(&self) -> Vec<u32> {
+        vec![0]
+    }
+}
