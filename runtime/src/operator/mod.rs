@@ -230,6 +230,14 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         E: FnMut(Fired<'_, K, F::Acc>),
     {
         self.advance_to(i64::MAX, emit);
+        // Slots whose only wake-up saturated at +∞ were never queued: visit them too.
+        for id in self.slots.live_ids() {
+            self.slots.clear_timer(id);
+            match self.mode {
+                Mode::Panes(grid) => self.pane_timer(grid, id, emit),
+                Mode::Sessions { .. } => self.session_timer(id, emit),
+            }
+        }
     }
 
     fn schedule(&mut self, id: u32, at: i64) {

@@ -130,6 +130,13 @@ impl<K: Hash + Eq, A> Slots<K, A> {
         }
     }
 
+    /// Ids of the slots that hold a key.
+    pub fn live_ids(&self) -> Vec<u32> {
+        (0..self.slots.len() as u32)
+            .filter(|&id| self.slots[id as usize].key.is_some())
+            .collect()
+    }
+
     pub fn get(&self, id: u32) -> &Slot<K, A> {
         &self.slots[id as usize]
     }
