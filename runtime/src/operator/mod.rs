@@ -246,3 +246,64 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Sum;
+    impl WindowFunction for Sum {
+        type Input = f64;
+        type Acc = (u64, f64);
+        fn create(&self) -> (u64, f64) {
+            (0, 0.0)
+        }
+        fn add(&self, acc: &mut (u64, f64), v: &f64) {
+            acc.0 += 1;
+            acc.1 += v;
+        }
+        fn merge(&self, into: &mut (u64, f64), from: &(u64, f64)) {
+            into.0 += from.0;
+            into.1 += from.1;
+        }
+        fn count(&self, acc: &(u64, f64)) -> u64 {
+            acc.0
+        }
+    }
+
+    type Row = (String, i64, i64, f64, bool);
+
+    fn collect(rows: &mut Vec<Row>) -> impl FnMut(Fired<'_, String, (u64, f64)>) + '_ {
+        |f| rows.push((f.key.clone(), f.start, f.end, f.acc.1, f.is_update))
+    }
+
+    #[test]
+    fn single_event_flushes_once() {
+        let mut op = WindowOperator::<String, _>::new(WindowSpec::Tumbling { size: 60_000, offset: 0 }, 0, Sum).unwrap();
+        let mut rows = Vec::new();
+        op.on_event(i64::MIN, 1000, &"k".to_string(), &5.0, &mut collect(&mut rows));
+        op.advance_to(1000, &mut collect(&mut rows));
+        assert!(rows.is_empty());
+        op.flush(&mut collect(&mut rows));
+        assert_eq!(rows, vec![("k".into(), 0, 60_000, 5.0, false)]);
+        assert_eq!(op.state_len(), 0);
+        assert_eq!(op.key_count(), 0);
+    }
+
+    #[test]
+    fn all_keys_of_a_window_fire_and_late_updates_say_so() {
+        let mut op = WindowOperator::<String, _>::new(WindowSpec::Tumbling { size: 10, offset: 0 }, 5, Sum).unwrap();
+        let mut rows = Vec::new();
+        op.on_event(i64::MIN, 1, &"a".to_string(), &1.0, &mut collect(&mut rows));
+        op.on_event(i64::MIN, 2, &"b".to_string(), &2.0, &mut collect(&mut rows));
+        op.advance_to(10, &mut collect(&mut rows));
+        assert_eq!(rows.len(), 2, "both keys fire: {rows:?}");
+        // within lateness: an update row at once
+        op.on_event(10, 3, &"a".to_string(), &4.0, &mut collect(&mut rows));
+        assert_eq!(rows[2], ("a".into(), 0, 10, 5.0, true));
+        // past lateness: rejected
+        op.advance_to(15, &mut collect(&mut rows));
+        assert_eq!(op.on_event(15, 4, &"a".to_string(), &1.0, &mut collect(&mut rows)), Admission::Late);
+        assert_eq!(op.state_len(), 0);
+    }
+}

@@ -197,7 +197,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         loop {
             let slot = self.slots.get(id);
             let e = slot.next_fire;
-            if e > wm {
+            if e > wm || e == i64::MAX {
                 break;
             }
             let fire = event_time || {

@@ -11,6 +11,17 @@ use crate::window::Window;
 /// Format version written before every encoded accumulator.
 const FORMAT_VERSION: u8 = 1;
 
+/// FNV-1a of the accumulator's type name: stored beside every value, so that state
+/// written for another accumulator type is refused instead of decoded into garbage.
+fn fingerprint<A>() -> [u8; 8] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::any::type_name::<A>().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.to_le_bytes()
+}
+
 /// Typed accumulators per window (and optionally per key) on a [`StateBackend`], encoded
 /// with `postcard` under `<name>/…` keys.
 ///
@@ -80,6 +91,7 @@ impl<A: Serialize + DeserializeOwned> WindowStateManager<A> {
 
     fn encode(acc: &A) -> ProcessorResult<Vec<u8>> {
         let mut out = vec![FORMAT_VERSION];
+        out.extend_from_slice(&fingerprint::<A>());
         out.extend(
             postcard::to_allocvec(acc).map_err(|e| ProcessorError::Serialization(e.to_string()))?,
         );
@@ -88,7 +100,14 @@ impl<A: Serialize + DeserializeOwned> WindowStateManager<A> {
 
     fn decode(&self, bytes: &[u8]) -> ProcessorResult<A> {
         match bytes.split_first() {
-            Some((&FORMAT_VERSION, body)) => postcard::from_bytes(body).map_err(|e| {
+            Some((&FORMAT_VERSION, rest)) if rest.len() >= 8 && rest[..8] != fingerprint::<A>() => {
+                Err(ProcessorError::State(format!(
+                    "state of `{}` cannot be read as `{}`: it was written for another accumulator type; restore a matching checkpoint or clear the state",
+                    self.name,
+                    std::any::type_name::<A>()
+                )))
+            }
+            Some((&FORMAT_VERSION, rest)) if rest.len() >= 8 => postcard::from_bytes(&rest[8..]).map_err(|e| {
                 ProcessorError::State(format!(
                     "state of `{}` cannot be read as this accumulator type ({e}); it was written by another pipeline version: restore a matching checkpoint or clear the state",
                     self.name
