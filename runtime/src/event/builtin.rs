@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 /// One LLM request and its outcome: the built-in event of the processor.
 ///
 /// Reads and writes this JSON (unknown fields are ignored; `timestamp` is RFC 3339 or
-/// epoch milliseconds; `rating` may be null):
+/// epoch milliseconds and required; every other field may be missing and takes its default;
+/// `rating` may be null):
 ///
 /// ```
 /// use llm_optimizer_processor::FeedbackEvent;
@@ -17,34 +18,45 @@ use std::collections::BTreeMap;
 /// assert_eq!(e.rating, Some(2.0));
 /// let millis: FeedbackEvent = serde_json::from_str(r#"{"timestamp":1767225600720}"#).unwrap();
 /// assert_eq!(millis.timestamp, e.timestamp);
+/// assert!(serde_json::from_str::<FeedbackEvent>(r#"{"model":"m"}"#).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
 pub struct FeedbackEvent {
     /// Unique id of the event.
+    #[serde(default)]
     pub event_id: String,
     /// When the request completed (event time).
     #[serde(with = "crate::event::timestamp_format")]
     pub timestamp: DateTime<Utc>,
     /// Model that served the request.
+    #[serde(default)]
     pub model: String,
     /// Region that served it.
+    #[serde(default)]
     pub region: String,
     /// Tenant (customer) that sent it.
+    #[serde(default)]
     pub tenant: String,
     /// End-to-end latency in milliseconds.
+    #[serde(default)]
     pub latency_ms: f64,
     /// Time to first token in milliseconds.
+    #[serde(default)]
     pub ttft_ms: f64,
     /// Prompt tokens.
+    #[serde(default)]
     pub input_tokens: u32,
     /// Completion tokens.
+    #[serde(default)]
     pub output_tokens: u32,
     /// Cost in US dollars.
+    #[serde(default)]
     pub cost_usd: f64,
     /// User rating, when the user gave one.
+    #[serde(default)]
     pub rating: Option<f64>,
-    /// Whether the request succeeded.
+    /// Whether the request succeeded (true when missing).
+    #[serde(default = "succeeded")]
     pub success: bool,
 }
 
@@ -80,4 +92,8 @@ pub struct PerformanceMetricsEvent {
     /// Free-form dimensions (model, region, …).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+fn succeeded() -> bool {
+    true
 }

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_value::Value;
+use std::collections::BTreeMap;
 
 use crate::error::{ProcessorError, ProcessorResult};
 use crate::event::timestamp_format::parse_json_millis;
@@ -44,13 +45,57 @@ impl<T> Default for FieldExtractor<T> {
 }
 
 fn field<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
-    obj.as_object().and_then(|o| o.get(name))
+    match obj {
+        Value::Map(m) => lookup(m, name),
+        Value::Newtype(inner) => field(inner, name),
+        _ => None,
+    }
+}
+
+fn lookup<'a>(m: &'a BTreeMap<Value, Value>, name: &str) -> Option<&'a Value> {
+    m.get(&Value::String(name.to_owned())).map(|v| match v {
+        Value::Option(Some(inner)) => inner.as_ref(),
+        other => other,
+    })
+}
+
+/// A numeric field as `f64`, `None` for null or absent, `Err` for anything else.
+fn number(v: &Value) -> Result<Option<f64>, ()> {
+    Ok(Some(match v {
+        Value::F64(x) => *x,
+        Value::F32(x) => f64::from(*x),
+        Value::I8(x) => f64::from(*x),
+        Value::I16(x) => f64::from(*x),
+        Value::I32(x) => f64::from(*x),
+        Value::I64(x) => *x as f64,
+        Value::U8(x) => f64::from(*x),
+        Value::U16(x) => f64::from(*x),
+        Value::U32(x) => f64::from(*x),
+        Value::U64(x) => *x as f64,
+        Value::Unit | Value::Option(None) => return Ok(None),
+        _ => return Err(()),
+    }))
+}
+
+fn timestamp_millis(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(s) => parse_json_millis(&serde_json::Value::String(s.clone())),
+        other => match number(other) {
+            Ok(Some(x)) if x.fract() == 0.0 && x.abs() < 9.0e15 => Some(x as i64),
+            _ => None,
+        },
+    }
 }
 
 fn key_value(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::Char(c) => c.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => match number(other) {
+            Ok(Some(x)) => x.to_string(),
+            _ => format!("{other:?}"),
+        },
     }
 }
 
@@ -68,7 +113,7 @@ impl<T: Serialize> FieldExtractor<T> {
     ) -> ProcessorResult<Extracted> {
         let json = if self.needs_reflection() {
             Some(
-                serde_json::to_value(event)
+                serde_value::to_value(event)
                     .map_err(|e| ProcessorError::Serialization(e.to_string()))?,
             )
         } else {
@@ -86,9 +131,9 @@ impl<T: Serialize> FieldExtractor<T> {
                         self.timestamp_field
                     ))
                 })?;
-                parse_json_millis(v).ok_or_else(|| {
+                timestamp_millis(v).ok_or_else(|| {
                     ProcessorError::WindowAssignment(format!(
-                        "field `{}` is not an RFC 3339 timestamp or epoch milliseconds: {v}",
+                        "field `{}` is not an RFC 3339 timestamp or epoch milliseconds: {v:?}",
                         self.timestamp_field
                     ))
                 })?
@@ -123,12 +168,13 @@ impl<T: Serialize> FieldExtractor<T> {
                         .find_map(|n| field(j, n).map(|v| (n, Some(v))))
                         .unwrap_or(("value", None)),
                 };
-                match v {
-                    None | Some(Value::Null) => None,
-                    Some(Value::Number(n)) => n.as_f64(),
-                    Some(other) => {
+                match v.map(number) {
+                    None => None,
+                    Some(Ok(x)) => x,
+                    Some(Err(())) => {
                         return Err(ProcessorError::Aggregation(format!(
-                            "field `{name}` is not a number: {other}"
+                            "field `{name}` is not a number: {:?}",
+                            v.expect("matched Some")
                         )))
                     }
                 }
