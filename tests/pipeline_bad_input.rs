@@ -41,19 +41,36 @@ async fn malformed_records_go_to_dead_letter_and_processing_continues() -> Proce
     assert_eq!(summary.events_dead_lettered, 5);
     assert_eq!(
         summary.events_in,
-        summary.events_aggregated + summary.events_late + summary.events_dead_lettered + summary.events_skipped
+        summary.events_aggregated
+            + summary.events_late
+            + summary.events_dead_lettered
+            + summary.events_skipped
     );
     let dead = dead.items();
     let kinds: Vec<&str> = dead.iter().map(|d| d.kind.as_str()).collect();
     assert_eq!(
         kinds,
-        ["deserialization", "deserialization", "deserialization", "deserialization", "deserialization"]
+        [
+            "deserialization",
+            "deserialization",
+            "deserialization",
+            "deserialization",
+            "deserialization"
+        ]
     );
     assert!(dead[0].position.contains("line 3"), "{}", dead[0].position);
     assert_eq!(dead[0].payload, "{ this is not json");
     assert!(dead[0].source.starts_with("file:"));
-    assert!(dead[1].reason.contains("invalid timestamp `yesterday`"), "{}", dead[1].reason);
-    assert!(dead[2].reason.contains("missing field `timestamp`"), "{}", dead[2].reason);
+    assert!(
+        dead[1].reason.contains("invalid timestamp `yesterday`"),
+        "{}",
+        dead[1].reason
+    );
+    assert!(
+        dead[2].reason.contains("missing field `timestamp`"),
+        "{}",
+        dead[2].reason
+    );
     assert!(dead[2].position.contains("line 6"), "{}", dead[2].position);
 
     let rows = rows.items();
@@ -67,7 +84,10 @@ async fn malformed_records_go_to_dead_letter_and_processing_continues() -> Proce
 async fn skip_policy_counts_skipped_records() -> ProcessorResult<()> {
     let summary = create_pipeline::<FeedbackEvent>()
         .with_source(source::MemorySource::from_json_lines(
-            lines().lines().filter(|l| !l.is_empty()).map(|l| l.as_bytes().to_vec()),
+            lines()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| l.as_bytes().to_vec()),
         ))
         .with_tumbling_window(Duration::from_secs(60))
         .with_error_handler(ErrorHandler::new(ErrorPolicy::Skip))
@@ -105,7 +125,9 @@ async fn default_dead_letter_sink_writes_a_file() -> ProcessorResult<()> {
     let sink = DeadLetterSink::new("bad-records").with_dir(dir.path());
     let path = sink.path().to_path_buf();
     create_pipeline::<FeedbackEvent>()
-        .with_source(source::MemorySource::from_json_lines(vec![b"nope".to_vec()]))
+        .with_source(source::MemorySource::from_json_lines(
+            vec![b"nope".to_vec()],
+        ))
         .with_tumbling_window(Duration::from_secs(60))
         .with_error_handler(ErrorHandler::new(ErrorPolicy::DeadLetter).with_sink(sink))
         .build()?
@@ -124,7 +146,10 @@ fn build_rejects_invalid_pipelines_with_the_fix() {
         .build()
         .unwrap_err()
         .to_string();
-    assert!(no_source.contains("no source") && no_source.contains("with_file_source"), "{no_source}");
+    assert!(
+        no_source.contains("no source") && no_source.contains("with_file_source"),
+        "{no_source}"
+    );
 
     let no_window = create_pipeline::<FeedbackEvent>()
         .with_memory_source(vec![])
@@ -160,7 +185,8 @@ fn build_rejects_invalid_pipelines_with_the_fix() {
     let conflict = create_pipeline::<FeedbackEvent>()
         .with_memory_source(vec![])
         .with_window_assigner(
-            TumblingWindowAssigner::new(Duration::from_secs(60)).with_allowed_lateness(Duration::from_secs(5)),
+            TumblingWindowAssigner::new(Duration::from_secs(60))
+                .with_allowed_lateness(Duration::from_secs(5)),
         )
         .with_late_event_handler(LateEventHandler::new(Duration::from_secs(10)))
         .build()

@@ -1,5 +1,9 @@
 //! The API reference's snippets, as written there (with imports and a `FeedbackEvent`
 //! value as glue), compiled and run.
+#![allow(
+    clippy::clone_on_copy,
+    reason = "the reference's snippets are kept as written (`window.clone()`)"
+)]
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -46,13 +50,23 @@ async fn quick_start_with_kafka_is_rejected_until_the_connector_lands() {
 #[test]
 fn window_types() {
     let assigner = TumblingWindowAssigner::new(Duration::from_secs(300));
-    assert_eq!(assigner.assign_windows(Utc.timestamp_opt(299, 0).unwrap()).len(), 1);
+    assert_eq!(
+        assigner
+            .assign_windows(Utc.timestamp_opt(299, 0).unwrap())
+            .len(),
+        1
+    );
     let assigner = TumblingWindowAssigner::new(Duration::from_secs(300))
         .with_offset(Duration::from_secs(0))
         .with_allowed_lateness(Duration::from_secs(60));
     assert_eq!(assigner.allowed_lateness(), Some(Duration::from_secs(60)));
     let assigner = SlidingWindowAssigner::new(Duration::from_secs(600), Duration::from_secs(60));
-    assert_eq!(assigner.assign_windows(Utc.timestamp_opt(601, 0).unwrap()).len(), 10);
+    assert_eq!(
+        assigner
+            .assign_windows(Utc.timestamp_opt(601, 0).unwrap())
+            .len(),
+        10
+    );
     let assigner = SessionWindowAssigner::new(Duration::from_secs(300));
     assert!(assigner.is_merging());
 }
@@ -80,7 +94,10 @@ fn aggregation_functions() {
     assert_eq!(acc.sum, 60.0);
     assert_eq!(acc.count, 3);
 
-    let window = Window::new(Utc.timestamp_opt(0, 0).unwrap(), Utc.timestamp_opt(300, 0).unwrap());
+    let window = Window::new(
+        Utc.timestamp_opt(0, 0).unwrap(),
+        Utc.timestamp_opt(300, 0).unwrap(),
+    );
     let mut state = AggregationState::new(window);
     state.add_value(10.0);
     state.add_value(50.0);
@@ -109,7 +126,9 @@ fn aggregation_functions() {
     state.add_value(20.0);
     state.add_value(30.0);
     let result = state.to_result();
-    for name in ["count", "sum", "average", "min", "max", "stddev", "p50", "p95", "p99"] {
+    for name in [
+        "count", "sum", "average", "min", "max", "stddev", "p50", "p95", "p99",
+    ] {
         assert!(result.results.contains_key(name), "missing {name}");
     }
     assert_eq!(result.results["sum"], 60.0);
@@ -155,7 +174,11 @@ async fn state_management() -> ProcessorResult<()> {
 
     // State written for another accumulator type is refused with a clear error.
     let wrong = WindowStateManager::<String>::new(state_backend, "my-aggregation");
-    let err = wrong.get_accumulator(&window).await.unwrap_err().to_string();
+    let err = wrong
+        .get_accumulator(&window)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cannot be read"), "{err}");
     Ok(())
 }
@@ -190,7 +213,12 @@ struct CustomEvent {
 async fn custom_event_processing_and_builder_pattern() -> ProcessorResult<()> {
     let events: Vec<CustomEvent> = (0..6)
         .map(|i| CustomEvent {
-            metric_name: if i % 2 == 0 { "gpu_util" } else { "queue_depth" }.into(),
+            metric_name: if i % 2 == 0 {
+                "gpu_util"
+            } else {
+                "queue_depth"
+            }
+            .into(),
             value: i as f64,
             timestamp: Utc.timestamp_opt(i * 100, 0).unwrap(),
         })
@@ -214,7 +242,10 @@ async fn custom_event_processing_and_builder_pattern() -> ProcessorResult<()> {
     let exported = prometheus::TextEncoder::new()
         .encode_to_string(&prometheus_registry.gather())
         .unwrap();
-    assert!(exported.contains("processor_result_rows_total 4"), "{exported}");
+    assert!(
+        exported.contains("processor_result_rows_total 4"),
+        "{exported}"
+    );
     Ok(())
 }
 
@@ -232,8 +263,12 @@ fn error_types_match_as_in_the_reference() {
     for result in results {
         match result {
             Ok(value) => seen.push(format!("Success: {:?}", value)),
-            Err(ProcessorError::WindowAssignment(msg)) => seen.push(format!("Window error: {}", msg)),
-            Err(ProcessorError::Aggregation(msg)) => seen.push(format!("Aggregation error: {}", msg)),
+            Err(ProcessorError::WindowAssignment(msg)) => {
+                seen.push(format!("Window error: {}", msg))
+            }
+            Err(ProcessorError::Aggregation(msg)) => {
+                seen.push(format!("Aggregation error: {}", msg))
+            }
             Err(ProcessorError::State(msg)) => seen.push(format!("State error: {}", msg)),
             Err(ProcessorError::Kafka(e)) => seen.push(format!("Kafka error: {}", e)),
             Err(e) => seen.push(format!("Other error: {}", e)),
@@ -307,7 +342,10 @@ fn custom_aggregator() {
 
 struct HybridTrigger {
     count_threshold: u64,
-    #[allow(dead_code, reason = "field of the reference's example, not read by its logic")]
+    #[allow(
+        dead_code,
+        reason = "field of the reference's example, not read by its logic"
+    )]
     time_threshold: Duration,
 }
 
@@ -341,8 +379,11 @@ async fn custom_trigger_fires_early_on_count() -> ProcessorResult<()> {
     Ok(())
 }
 
+/// (window start, window end, results as JSON): what the reference's SQL insert writes.
+type InsertedRow = (DateTime<Utc>, DateTime<Utc>, serde_json::Value);
+
 struct PostgresLikeSink {
-    rows: Mutex<Vec<(DateTime<Utc>, DateTime<Utc>, serde_json::Value)>>,
+    rows: Mutex<Vec<InsertedRow>>,
 }
 
 #[async_trait]
@@ -360,7 +401,9 @@ impl EventSink<AggregationResult> for PostgresLikeSink {
 
 #[tokio::test]
 async fn custom_sink() -> ProcessorResult<()> {
-    let sink = Arc::new(PostgresLikeSink { rows: Mutex::new(Vec::new()) });
+    let sink = Arc::new(PostgresLikeSink {
+        rows: Mutex::new(Vec::new()),
+    });
     create_pipeline::<FeedbackEvent>()
         .with_memory_source(vec![feedback(1, "m", 5.0)])
         .with_tumbling_window(Duration::from_secs(60))

@@ -13,7 +13,9 @@ fn events() -> Vec<FeedbackEvent> {
             let jitter = (i * 7919 % 97) as i64 * 1500;
             FeedbackEvent {
                 event_id: i.to_string(),
-                timestamp: Utc.timestamp_millis_opt(i as i64 * 600 - jitter + 40_000).unwrap(),
+                timestamp: Utc
+                    .timestamp_millis_opt(i as i64 * 600 - jitter + 40_000)
+                    .unwrap(),
                 model: format!("m{}", i % 3),
                 region: "r".into(),
                 latency_ms: (i * 31 % 1000) as f64,
@@ -53,7 +55,10 @@ async fn periodic_emission_keeps_final_rows_and_late_set() {
         Box::new(BoundedOutOfOrdernessWatermark::new(Duration::from_secs(20))),
     ))
     .await;
-    assert!(s1.events_late > 0, "the stream must have late events to mean anything");
+    assert!(
+        s1.events_late > 0,
+        "the stream must have late events to mean anything"
+    );
     assert_eq!(s1.events_late, s2.events_late);
     assert_eq!(s1.events_aggregated, s2.events_aggregated);
     assert_eq!(final_rows(r1), final_rows(r2));
@@ -62,10 +67,15 @@ async fn periodic_emission_keeps_final_rows_and_late_set() {
 #[test]
 fn idle_partition_stops_holding_the_watermark() {
     let t0 = Instant::now();
-    let mut g = BoundedOutOfOrdernessWatermark::new(Duration::ZERO).with_idle_timeout(Duration::from_secs(1));
+    let mut g = BoundedOutOfOrdernessWatermark::new(Duration::ZERO)
+        .with_idle_timeout(Duration::from_secs(1));
     g.register_partition(0, t0);
     g.register_partition(1, t0);
-    assert_eq!(g.on_event(0, 5_000, t0), None, "partition 1 has sent nothing yet");
+    assert_eq!(
+        g.on_event(0, 5_000, t0),
+        None,
+        "partition 1 has sent nothing yet"
+    );
     assert_eq!(g.on_tick(t0 + Duration::from_millis(500)), None);
     // partition 1 goes idle; partition 0 keeps sending
     assert_eq!(g.on_event(0, 6_000, t0 + Duration::from_millis(1200)), None);

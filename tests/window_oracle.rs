@@ -56,6 +56,8 @@ fn stats(values: &[f64]) -> Stats {
 }
 
 type Rows = BTreeMap<(String, i64, i64), Vec<f64>>;
+/// Per key: (start, end, values, still open).
+type Sessions = BTreeMap<String, Vec<(i64, i64, Vec<f64>, bool)>>;
 
 /// The brute-force model: watermarks per partition, lateness per window, sessions merged
 /// naively, aggregates recomputed from the raw values.
@@ -66,7 +68,7 @@ fn oracle(kind: Kind, bound: i64, lateness: i64, events: &[Ev]) -> (Rows, BTreeS
     let mut rows: Rows = BTreeMap::new();
     let mut late = BTreeSet::new();
     // sessions: key -> list of (start, end, values, open)
-    let mut sessions: BTreeMap<String, Vec<(i64, i64, Vec<f64>, bool)>> = BTreeMap::new();
+    let mut sessions: Sessions = BTreeMap::new();
     let wm_of = |m: Option<&i64>| m.map_or(i64::MIN, |m| m.saturating_sub(bound));
     for e in events {
         let key = format!("model=m{}", e.key);
@@ -82,7 +84,9 @@ fn oracle(kind: Kind, bound: i64, lateness: i64, events: &[Ev]) -> (Rows, BTreeS
                 let mut s = (e.ts - offset).div_euclid(slide) * slide + offset;
                 while s + size > e.ts {
                     if s <= e.ts && s + size + lateness > floor {
-                        rows.entry((key.clone(), s, s + size)).or_default().push(e.value);
+                        rows.entry((key.clone(), s, s + size))
+                            .or_default()
+                            .push(e.value);
                         any = true;
                     }
                     s -= slide;
@@ -156,7 +160,10 @@ fn run_pipeline(
                 ..Default::default()
             };
             ProcessorEvent::new(data, Utc.timestamp_millis_opt(e.ts).unwrap())
-                .with_key(GroupingKey::from_fields(&[("model", format!("m{}", e.key))]))
+                .with_key(GroupingKey::from_fields(&[(
+                    "model",
+                    format!("m{}", e.key),
+                )]))
                 .with_partition(e.partition)
         })
         .collect();
@@ -164,9 +171,12 @@ fn run_pipeline(
     let late = CollectorSink::new();
     let builder = create_pipeline::<FeedbackEvent>()
         .with_envelope_source(envelopes)
-        .with_watermark_generator(BoundedOutOfOrdernessWatermark::new(Duration::from_millis(bound as u64)))
+        .with_watermark_generator(BoundedOutOfOrdernessWatermark::new(Duration::from_millis(
+            bound as u64,
+        )))
         .with_late_event_handler(
-            LateEventHandler::new(Duration::from_millis(lateness as u64)).with_side_output(late.clone()),
+            LateEventHandler::new(Duration::from_millis(lateness as u64))
+                .with_side_output(late.clone()),
         )
         .with_sink(rows.clone());
     let builder = match kind {
@@ -180,10 +190,16 @@ fn run_pipeline(
         ),
         Kind::Session { gap } => builder.with_session_window(Duration::from_millis(gap as u64)),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let summary = rt.block_on(builder.build().unwrap().run()).unwrap();
     assert_eq!(summary.events_in as usize, events.len());
-    assert_eq!(summary.events_in, summary.events_aggregated + summary.events_late);
+    assert_eq!(
+        summary.events_in,
+        summary.events_aggregated + summary.events_late
+    );
     (rows.items(), late.items())
 }
 
@@ -209,12 +225,20 @@ fn check(kind: Kind, bound: i64, lateness: i64, events: Vec<Ev>) -> Result<(), T
     // Final rows: the last row per key and window, minus sessions merged away.
     let replaced: BTreeSet<(String, i64, i64)> = rows
         .iter()
-        .flat_map(|r| r.replaces.iter().map(move |w| (r.key.to_string(), w.start_millis(), w.end_millis())))
+        .flat_map(|r| {
+            r.replaces
+                .iter()
+                .map(move |w| (r.key.to_string(), w.start_millis(), w.end_millis()))
+        })
         .collect();
     let mut last: BTreeMap<(String, i64, i64), &AggregationResult> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for r in &rows {
-        let k = (r.key.to_string(), r.window.start_millis(), r.window.end_millis());
+        let k = (
+            r.key.to_string(),
+            r.window.start_millis(),
+            r.window.end_millis(),
+        );
         if !matches!(kind, Kind::Session { .. }) {
             // The first row of a key and window is not an update; later ones are.
             prop_assert_eq!(r.is_update, seen.contains(&k), "is_update of {:?}", k);
@@ -233,7 +257,13 @@ fn check(kind: Kind, bound: i64, lateness: i64, events: Vec<Ev>) -> Result<(), T
         let want = stats(values);
         let got = &last[k].results;
         prop_assert_eq!(got["count"] as usize, want.count, "count of {:?}", k);
-        prop_assert!(close(got["sum"], want.sum), "sum of {:?}: {} vs {}", k, got["sum"], want.sum);
+        prop_assert!(
+            close(got["sum"], want.sum),
+            "sum of {:?}: {} vs {}",
+            k,
+            got["sum"],
+            want.sum
+        );
         prop_assert_eq!(got["min"], want.min);
         prop_assert_eq!(got["max"], want.max);
         prop_assert!(close(got["stddev"], want.stddev), "stddev of {:?}", k);

@@ -102,7 +102,7 @@ impl ProcessorError {
 }
 
 /// What to do with a record or a result that fails.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum ErrorPolicy {
     /// Retry transient failures (sinks, I/O, Kafka) with exponential backoff; records that
     /// can never succeed (malformed input) go to the dead-letter sink.
@@ -116,14 +116,9 @@ pub enum ErrorPolicy {
     },
     /// Skip the failing record; it is counted and logged, not kept.
     Skip,
-    /// Send the failing record with its reason to the dead-letter sink.
+    /// Send the failing record with its reason to the dead-letter sink (the default).
+    #[default]
     DeadLetter,
-}
-
-impl Default for ErrorPolicy {
-    fn default() -> Self {
-        ErrorPolicy::DeadLetter
-    }
 }
 
 impl ErrorPolicy {

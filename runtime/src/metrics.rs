@@ -71,12 +71,32 @@ impl ProcessorMetrics {
             .expect("metric is registered once in a fresh registry");
         ProcessorMetrics {
             events_processed: counter(&registry, "processor_events_processed_total", "events read"),
-            events_late: counter(&registry, "processor_events_late_total", "events past the allowed lateness"),
-            events_dead_lettered: counter(&registry, "processor_events_dead_lettered_total", "records sent to the dead-letter sink"),
+            events_late: counter(
+                &registry,
+                "processor_events_late_total",
+                "events past the allowed lateness",
+            ),
+            events_dead_lettered: counter(
+                &registry,
+                "processor_events_dead_lettered_total",
+                "records sent to the dead-letter sink",
+            ),
             errors: counter(&registry, "processor_errors_total", "errors of any kind"),
-            rows_emitted: counter(&registry, "processor_rows_emitted_total", "result rows emitted"),
-            state_size: gauge(&registry, "processor_state_size_bytes", "size of the operator state"),
-            watermark: gauge(&registry, "processor_watermark_millis", "combined watermark, epoch milliseconds"),
+            rows_emitted: counter(
+                &registry,
+                "processor_rows_emitted_total",
+                "result rows emitted",
+            ),
+            state_size: gauge(
+                &registry,
+                "processor_state_size_bytes",
+                "size of the operator state",
+            ),
+            watermark: gauge(
+                &registry,
+                "processor_watermark_millis",
+                "combined watermark, epoch milliseconds",
+            ),
             processing_latency,
             registry,
         }
@@ -113,7 +133,8 @@ impl ProcessorMetrics {
     }
     /// Sets the state size.
     pub fn record_state_size(&self, bytes: u64) {
-        self.state_size.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.state_size
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
     /// Sets the combined watermark.
     pub fn record_watermark(&self, millis: i64) {

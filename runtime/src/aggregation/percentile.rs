@@ -47,13 +47,13 @@ impl PercentileAccumulator {
             None => {
                 self.values.push(v);
                 if self.values.len() > EXACT_PERCENTILE_LIMIT {
-                    self.to_sketch();
+                    self.spill_to_sketch();
                 }
             }
         }
     }
 
-    fn to_sketch(&mut self) {
+    fn spill_to_sketch(&mut self) {
         let mut s = DdSketch::new();
         for v in self.values.drain(..) {
             s.add(v);
@@ -76,7 +76,7 @@ impl PercentileAccumulator {
             (None, None) => {
                 self.values.extend_from_slice(&o.values);
                 if self.values.len() > EXACT_PERCENTILE_LIMIT {
-                    self.to_sketch();
+                    self.spill_to_sketch();
                 }
             }
         }
@@ -113,7 +113,11 @@ impl PercentileAccumulator {
         match &self.sketch {
             Some(s) => ps
                 .iter()
-                .map(|&p| valid(p).then(|| s.value_at_rank(nearest_rank(p, n))).flatten())
+                .map(|&p| {
+                    valid(p)
+                        .then(|| s.value_at_rank(nearest_rank(p, n)))
+                        .flatten()
+                })
                 .collect(),
             None => {
                 let mut sorted = self.values.clone();

@@ -190,7 +190,11 @@ impl AggregationSpec {
         }
         if self.needs_percentiles() {
             if let Some(acc) = state.percentiles() {
-                for (p, v) in self.percentiles.iter().zip(acc.percentiles(&self.percentiles)) {
+                for (p, v) in self
+                    .percentiles
+                    .iter()
+                    .zip(acc.percentiles(&self.percentiles))
+                {
                     if let Some(v) = v {
                         put(&Self::percentile_name(*p), v);
                     }
@@ -213,18 +217,25 @@ mod tests {
 
     #[test]
     fn spec_trims_results() {
-        let spec = AggregationSpec::new(&[AggregationKind::Count, AggregationKind::Average], &[]).unwrap();
+        let spec =
+            AggregationSpec::new(&[AggregationKind::Count, AggregationKind::Average], &[]).unwrap();
         let mut s = AggregationState::for_spec(Window::from_millis(0, 1), &spec);
         s.add_value(2.0);
         s.add_value(4.0);
         assert!(s.percentiles().is_none());
         let r = spec.result(GroupingKey::global(), s.window, &s, false);
-        assert_eq!(r.results.keys().collect::<Vec<_>>(), vec!["average", "count"]);
+        assert_eq!(
+            r.results.keys().collect::<Vec<_>>(),
+            vec!["average", "count"]
+        );
     }
 
     #[test]
     fn parse_lists_valid_names() {
-        assert_eq!(AggregationKind::parse("avg").unwrap(), AggregationKind::Average);
+        assert_eq!(
+            AggregationKind::parse("avg").unwrap(),
+            AggregationKind::Average
+        );
         let e = AggregationKind::parse("median").unwrap_err().to_string();
         assert!(e.contains("count, sum, average"), "{e}");
         assert!(AggregationSpec::new(&[AggregationKind::Percentile], &[0.0]).is_err());

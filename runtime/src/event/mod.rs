@@ -26,7 +26,9 @@ impl EventTimestamp {
     /// The instant, whatever its clock.
     pub fn time(&self) -> DateTime<Utc> {
         match self {
-            EventTimestamp::Event(t) | EventTimestamp::Ingestion(t) | EventTimestamp::Processing(t) => *t,
+            EventTimestamp::Event(t)
+            | EventTimestamp::Ingestion(t)
+            | EventTimestamp::Processing(t) => *t,
         }
     }
 }

@@ -49,7 +49,9 @@ impl<'de> Visitor<'de> for TimestampVisitor {
         if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
             self.visit_i64(v as i64)
         } else {
-            Err(E::custom(format!("epoch milliseconds {v} is not a whole number")))
+            Err(E::custom(format!(
+                "epoch milliseconds {v} is not a whole number"
+            )))
         }
     }
 }

@@ -136,7 +136,11 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
                 offset,
                 pane: size,
             }),
-            WindowSpec::Sliding { size, slide, offset } => Mode::Panes(Grid {
+            WindowSpec::Sliding {
+                size,
+                slide,
+                offset,
+            } => Mode::Panes(Grid {
                 size,
                 slide,
                 offset,
@@ -279,9 +283,23 @@ mod tests {
 
     #[test]
     fn single_event_flushes_once() {
-        let mut op = WindowOperator::<String, _>::new(WindowSpec::Tumbling { size: 60_000, offset: 0 }, 0, Sum).unwrap();
+        let mut op = WindowOperator::<String, _>::new(
+            WindowSpec::Tumbling {
+                size: 60_000,
+                offset: 0,
+            },
+            0,
+            Sum,
+        )
+        .unwrap();
         let mut rows = Vec::new();
-        op.on_event(i64::MIN, 1000, &"k".to_string(), &5.0, &mut collect(&mut rows));
+        op.on_event(
+            i64::MIN,
+            1000,
+            &"k".to_string(),
+            &5.0,
+            &mut collect(&mut rows),
+        );
         op.advance_to(1000, &mut collect(&mut rows));
         assert!(rows.is_empty());
         op.flush(&mut collect(&mut rows));
@@ -292,7 +310,15 @@ mod tests {
 
     #[test]
     fn all_keys_of_a_window_fire_and_late_updates_say_so() {
-        let mut op = WindowOperator::<String, _>::new(WindowSpec::Tumbling { size: 10, offset: 0 }, 5, Sum).unwrap();
+        let mut op = WindowOperator::<String, _>::new(
+            WindowSpec::Tumbling {
+                size: 10,
+                offset: 0,
+            },
+            5,
+            Sum,
+        )
+        .unwrap();
         let mut rows = Vec::new();
         op.on_event(i64::MIN, 1, &"a".to_string(), &1.0, &mut collect(&mut rows));
         op.on_event(i64::MIN, 2, &"b".to_string(), &2.0, &mut collect(&mut rows));
@@ -303,7 +329,10 @@ mod tests {
         assert_eq!(rows[2], ("a".into(), 0, 10, 5.0, true));
         // past lateness: rejected
         op.advance_to(15, &mut collect(&mut rows));
-        assert_eq!(op.on_event(15, 4, &"a".to_string(), &1.0, &mut collect(&mut rows)), Admission::Late);
+        assert_eq!(
+            op.on_event(15, 4, &"a".to_string(), &1.0, &mut collect(&mut rows)),
+            Admission::Late
+        );
         assert_eq!(op.state_len(), 0);
     }
 }

@@ -14,8 +14,12 @@ impl Grid {
     }
     /// End of the first window containing the pane starting at `p`.
     fn first_end(&self, p: i64) -> i64 {
-        align_up(p.saturating_add(self.pane).saturating_sub(self.size), self.slide, self.offset)
-            .saturating_add(self.size)
+        align_up(
+            p.saturating_add(self.pane).saturating_sub(self.size),
+            self.slide,
+            self.offset,
+        )
+        .saturating_add(self.size)
     }
     /// End of the last window containing the pane starting at `p`.
     fn last_end(&self, p: i64) -> i64 {
@@ -112,7 +116,11 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         } else {
             g.end_after(threshold)
         };
-        let marker = if min_valid == first_end { i64::MIN } else { min_valid };
+        let marker = if min_valid == first_end {
+            i64::MIN
+        } else {
+            min_valid
+        };
 
         let id = self.slots.find_or_insert(key);
         let slot = self.slots.get_mut(id);
@@ -175,14 +183,16 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         }
 
         // Wake up at the next window end this pane is in, or when it can be dropped.
-        let next_end = if min_valid > wm { min_valid } else { g.end_after(wm) };
+        let next_end = if min_valid > wm {
+            min_valid
+        } else {
+            g.end_after(wm)
+        };
         let slot = self.slots.get_mut(id);
         if next_end <= last_end && next_end < slot.next_fire {
             slot.next_fire = next_end;
         }
-        let wake = slot
-            .next_fire
-            .min(last_end.saturating_add(self.lateness));
+        let wake = slot.next_fire.min(last_end.saturating_add(self.lateness));
         self.schedule(id, wake);
         Admission::Accepted
     }

@@ -78,7 +78,10 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         };
         let slot = self.slots.get_mut(id);
         let seg = &mut slot.segs[target];
-        if seg.emitted && (seg.start, seg.end) != (lo, hi) && !seg.replaced.contains(&(seg.start, seg.end)) {
+        if seg.emitted
+            && (seg.start, seg.end) != (lo, hi)
+            && !seg.replaced.contains(&(seg.start, seg.end))
+        {
             seg.replaced.push((seg.start, seg.end));
         }
         seg.start = lo;
@@ -116,7 +119,11 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
             seg.dirty = false;
             seg.replaced.clear();
         }
-        let wake = if seg.dirty { hi } else { hi.saturating_add(self.lateness) };
+        let wake = if seg.dirty {
+            hi
+        } else {
+            hi.saturating_add(self.lateness)
+        };
         self.schedule(id, wake);
         Admission::Accepted
     }
@@ -167,13 +174,22 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
             }
             event_time
                 || !(s.end <= wm
-                    && trigger.should_purge(&Window::from_millis(s.start, s.end), &Watermark::from_millis(wm)))
+                    && trigger.should_purge(
+                        &Window::from_millis(s.start, s.end),
+                        &Watermark::from_millis(wm),
+                    ))
         });
         let removed = before - slot.segs.len();
         let wake = slot
             .segs
             .iter()
-            .map(|s| if s.dirty { s.end } else { s.end.saturating_add(lateness) })
+            .map(|s| {
+                if s.dirty {
+                    s.end
+                } else {
+                    s.end.saturating_add(lateness)
+                }
+            })
             .min();
         self.slots.segments_removed(removed);
         match wake {

@@ -101,7 +101,14 @@ impl<K: Hash + Eq, A> Slots<K, A> {
                     .as_ref()
                     .is_some_and(|k| key.equivalent(k))
             },
-            |&id| hasher.hash_one(slots[id as usize].key.as_ref().expect("live slot has a key")),
+            |&id| {
+                hasher.hash_one(
+                    slots[id as usize]
+                        .key
+                        .as_ref()
+                        .expect("live slot has a key"),
+                )
+            },
         );
         match entry {
             Entry::Occupied(e) => *e.get(),

@@ -151,9 +151,9 @@ where
         mut self,
         events: impl IntoIterator<Item = ProcessorEvent<T>>,
     ) -> Self {
-        self.source = Some(SourceChoice::Source(Box::new(MemorySource::from_envelopes(
-            events,
-        ))));
+        self.source = Some(SourceChoice::Source(Box::new(
+            MemorySource::from_envelopes(events),
+        )));
         self
     }
 
@@ -170,7 +170,10 @@ where
     }
 
     /// How watermarks are made (default: bounded out-of-orderness of 0 s).
-    pub fn with_watermark_generator<G: WatermarkGenerator + 'static>(mut self, generator: G) -> Self {
+    pub fn with_watermark_generator<G: WatermarkGenerator + 'static>(
+        mut self,
+        generator: G,
+    ) -> Self {
         self.watermark = Some(Box::new(generator));
         self
     }
@@ -314,7 +317,10 @@ where
         let mut candidates = [
             ("the window assigner", self.assigner_lateness),
             ("with_allowed_lateness", self.lateness),
-            ("the late event handler", self.late_handler.as_ref().map(|h| h.allowed_lateness())),
+            (
+                "the late event handler",
+                self.late_handler.as_ref().map(|h| h.allowed_lateness()),
+            ),
         ]
         .into_iter()
         .filter_map(|(who, d)| d.map(|d| (who, d)));
@@ -347,7 +353,9 @@ where
             error_handler: self.error_handler,
             aggregations: self.aggregations,
             extractor: self.extractor,
-            metrics: self.metrics.unwrap_or_else(|| Arc::new(ProcessorMetrics::new())),
+            metrics: self
+                .metrics
+                .unwrap_or_else(|| Arc::new(ProcessorMetrics::new())),
             buffer_size: self.buffer_size,
         })
     }
@@ -362,7 +370,10 @@ pub struct Pipeline<T> {
     pub(super) lateness_ms: i64,
     pub(super) late_handler: Option<LateEventHandler>,
     pub(super) trigger: Option<Box<dyn WindowTrigger>>,
-    #[allow(dead_code, reason = "kept for checkpoints of operator state (durable-state issue)")]
+    #[allow(
+        dead_code,
+        reason = "kept for checkpoints of operator state (durable-state issue)"
+    )]
     pub(super) state_backend: Option<Arc<dyn StateBackend>>,
     pub(super) sinks: Vec<Arc<dyn EventSink<AggregationResult>>>,
     pub(super) error_handler: ErrorHandler,

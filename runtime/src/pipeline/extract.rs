@@ -121,9 +121,9 @@ impl<T: Serialize> FieldExtractor<T> {
         };
         let timestamp = match (timestamp, &self.timestamp_fn, &json) {
             (Some(t), _, _) => t,
-            (None, Some(f), _) => f(event)
-                .map(|t| t.timestamp_millis())
-                .ok_or_else(|| ProcessorError::WindowAssignment("the event has no timestamp".into()))?,
+            (None, Some(f), _) => f(event).map(|t| t.timestamp_millis()).ok_or_else(|| {
+                ProcessorError::WindowAssignment("the event has no timestamp".into())
+            })?,
             (None, None, Some(j)) => {
                 let v = field(j, &self.timestamp_field).ok_or_else(|| {
                     ProcessorError::WindowAssignment(format!(
@@ -207,7 +207,9 @@ mod tests {
             r#"{"timestamp":1000,"model":"m","region":"r","latency_ms":12.5}"#,
         )
         .unwrap();
-        let x = FieldExtractor::<FeedbackEvent>::default().extract(&e, None, None).unwrap();
+        let x = FieldExtractor::<FeedbackEvent>::default()
+            .extract(&e, None, None)
+            .unwrap();
         assert_eq!(x.timestamp, 1000);
         assert_eq!(x.key.to_string(), "model=m,region=r");
         assert_eq!(x.value, Some(12.5));
@@ -215,8 +217,10 @@ mod tests {
 
     #[test]
     fn null_value_is_unmeasured_and_string_value_is_an_error() {
-        let mut ex = FieldExtractor::<serde_json::Value>::default();
-        ex.value_field = Some("rating".into());
+        let ex = FieldExtractor::<serde_json::Value> {
+            value_field: Some("rating".into()),
+            ..Default::default()
+        };
         let v = serde_json::json!({"timestamp": 5, "rating": null});
         assert_eq!(ex.extract(&v, None, None).unwrap().value, None);
         let v = serde_json::json!({"timestamp": 5, "rating": "good"});

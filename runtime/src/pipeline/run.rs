@@ -191,7 +191,12 @@ where
                     Ok(e) => (e, Some(bytes), None, None),
                     Err(e) => {
                         let err = ProcessorError::Deserialization(e.to_string());
-                        let rec = dead_letter(&err, &source_name, position(), String::from_utf8_lossy(&bytes).into_owned());
+                        let rec = dead_letter(
+                            &err,
+                            &source_name,
+                            position(),
+                            String::from_utf8_lossy(&bytes).into_owned(),
+                        );
                         handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?;
                         continue;
                     }
@@ -199,7 +204,9 @@ where
                 Payload::Event(e) => (e, None, None, None),
                 Payload::Envelope(pe) => {
                     let ts = match pe.timestamp {
-                        EventTimestamp::Event(t) | EventTimestamp::Ingestion(t) => Some(to_millis(t)),
+                        EventTimestamp::Event(t) | EventTimestamp::Ingestion(t) => {
+                            Some(to_millis(t))
+                        }
                         EventTimestamp::Processing(_) => None,
                     };
                     (pe.data, None, ts, pe.key)
@@ -291,7 +298,12 @@ fn payload_text<T: Serialize>(event: &T, raw: Option<&[u8]>) -> String {
     }
 }
 
-fn dead_letter(err: &ProcessorError, source: &str, position: String, payload: String) -> DeadLetterRecord {
+fn dead_letter(
+    err: &ProcessorError,
+    source: &str,
+    position: String,
+    payload: String,
+) -> DeadLetterRecord {
     DeadLetterRecord {
         kind: err.kind().into(),
         reason: err.to_string(),

@@ -56,7 +56,10 @@ impl<T: Clone> CollectorSink<T> {
 
     /// How many items were received.
     pub fn len(&self) -> usize {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing was received.

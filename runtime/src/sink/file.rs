@@ -18,7 +18,9 @@ pub struct FileSink<T = crate::AggregationResult> {
 
 impl<T> std::fmt::Debug for FileSink<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileSink").field("path", &self.path).finish()
+        f.debug_struct("FileSink")
+            .field("path", &self.path)
+            .finish()
     }
 }
 

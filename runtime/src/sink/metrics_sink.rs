@@ -27,7 +27,10 @@ impl MetricsSink {
     pub fn new(registry: Registry) -> Self {
         let build = || -> Result<(GaugeVec, IntCounter), prometheus::Error> {
             let values = GaugeVec::new(
-                Opts::new("processor_window_value", "latest value of a windowed statistic"),
+                Opts::new(
+                    "processor_window_value",
+                    "latest value of a windowed statistic",
+                ),
                 &["key", "statistic"],
             )?;
             let rows = IntCounter::new("processor_result_rows_total", "result rows published")?;
@@ -58,7 +61,9 @@ impl EventSink<AggregationResult> for MetricsSink {
         };
         let key = r.key.to_string();
         for (stat, v) in &r.results {
-            values.with_label_values(&[key.as_str(), stat.as_str()]).set(*v);
+            values
+                .with_label_values(&[key.as_str(), stat.as_str()])
+                .set(*v);
         }
         rows.inc();
         Ok(())

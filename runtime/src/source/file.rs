@@ -45,14 +45,20 @@ impl FileSource {
         FileSource {
             name: "stdin".into(),
             path: None,
-            reader: Some(BufReader::with_capacity(1 << 16, Box::new(tokio::io::stdin()))),
+            reader: Some(BufReader::with_capacity(
+                1 << 16,
+                Box::new(tokio::io::stdin()),
+            )),
             offset: 0,
             line: 0,
         }
     }
 
     /// Reads any byte stream of JSON lines.
-    pub fn from_reader(name: impl Into<String>, reader: impl AsyncRead + Send + Unpin + 'static) -> Self {
+    pub fn from_reader(
+        name: impl Into<String>,
+        reader: impl AsyncRead + Send + Unpin + 'static,
+    ) -> Self {
         FileSource {
             name: name.into(),
             path: None,
@@ -67,7 +73,10 @@ impl FileSource {
 impl<T: Send> EventSource<T> for FileSource {
     async fn next(&mut self) -> ProcessorResult<Option<SourceRecord<T>>> {
         if self.reader.is_none() {
-            let path = self.path.clone().expect("a file source without reader has a path");
+            let path = self
+                .path
+                .clone()
+                .expect("a file source without reader has a path");
             let f = tokio::fs::File::open(&path).await.map_err(|e| {
                 ProcessorError::io(format!("input file {} (check the path)", path.display()), e)
             })?;

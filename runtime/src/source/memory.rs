@@ -25,7 +25,11 @@ impl<T> MemorySource<T> {
     /// These events, in order, on partition 0.
     pub fn new(events: impl IntoIterator<Item = T>) -> Self {
         MemorySource {
-            items: events.into_iter().map(Payload::Event).collect::<Vec<_>>().into_iter(),
+            items: events
+                .into_iter()
+                .map(Payload::Event)
+                .collect::<Vec<_>>()
+                .into_iter(),
             partitions: vec![0],
             index: 0,
         }
@@ -56,7 +60,11 @@ impl<T> MemorySource<T> {
     /// JSON lines given as bytes, to be decoded by the pipeline.
     pub fn from_json_lines(lines: impl IntoIterator<Item = Vec<u8>>) -> Self {
         MemorySource {
-            items: lines.into_iter().map(Payload::Bytes).collect::<Vec<_>>().into_iter(),
+            items: lines
+                .into_iter()
+                .map(Payload::Bytes)
+                .collect::<Vec<_>>()
+                .into_iter(),
             partitions: vec![0],
             index: 0,
         }

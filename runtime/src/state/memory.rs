@@ -54,7 +54,10 @@ impl MemoryStateBackend {
 
     /// Bytes of keys and values held.
     pub fn size_bytes(&self) -> usize {
-        lock(&self.data).iter().map(|(k, v)| k.len() + v.len()).sum()
+        lock(&self.data)
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
     }
 }
 

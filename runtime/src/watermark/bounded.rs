@@ -170,7 +170,11 @@ mod tests {
         g.register_partition(1, t0);
         assert_eq!(g.on_event(0, 100, t0), None);
         assert_eq!(g.on_tick(t0 + Duration::from_secs(1)), None);
-        assert_eq!(g.on_tick(t0 + Duration::from_secs(6)), None, "partition 0 idles too");
+        assert_eq!(
+            g.on_tick(t0 + Duration::from_secs(6)),
+            None,
+            "partition 0 idles too"
+        );
         assert_eq!(g.on_event(0, 120, t0 + Duration::from_secs(6)), Some(120));
         // partition 1 wakes up: it is counted again, the emitted watermark stays monotonic
         assert_eq!(g.on_event(1, 10, t0 + Duration::from_secs(7)), None);

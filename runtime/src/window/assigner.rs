@@ -44,7 +44,11 @@ impl WindowSpec {
                     return bad(format!("tumbling window offset ({offset} ms) must be smaller than the size ({size} ms)"));
                 }
             }
-            WindowSpec::Sliding { size, slide, offset } => {
+            WindowSpec::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
                 if size <= 0 || slide <= 0 {
                     return bad("sliding window size and slide must be at least 1 ms".into());
                 }
@@ -57,7 +61,10 @@ impl WindowSpec {
             }
             WindowSpec::Session { gap } => {
                 if gap <= 0 {
-                    return bad("session gap must be at least 1 ms; use e.g. Duration::from_secs(300)".into());
+                    return bad(
+                        "session gap must be at least 1 ms; use e.g. Duration::from_secs(300)"
+                            .into(),
+                    );
                 }
             }
         }
@@ -71,7 +78,11 @@ impl WindowSpec {
                 let s = align_down(t, size, offset);
                 vec![Window::from_millis(s, s.saturating_add(size))]
             }
-            WindowSpec::Sliding { size, slide, offset } => {
+            WindowSpec::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
                 let last = align_down(t, slide, offset);
                 let mut out = Vec::with_capacity((size / slide) as usize + 1);
                 let mut s = last;
@@ -276,28 +287,57 @@ mod tests {
 
     #[test]
     fn validation_names_the_fix() {
-        let e = WindowSpec::Sliding { size: 60, slide: 120, offset: 0 }
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let e = WindowSpec::Sliding {
+            size: 60,
+            slide: 120,
+            offset: 0,
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("larger than its size"), "{e}");
-        assert!(WindowSpec::Tumbling { size: 0, offset: 0 }.validate().is_err());
+        assert!(WindowSpec::Tumbling { size: 0, offset: 0 }
+            .validate()
+            .is_err());
         assert!(WindowSpec::Session { gap: 0 }.validate().is_err());
-        assert!(WindowSpec::Tumbling { size: 10, offset: 10 }.validate().is_err());
-        assert!(WindowSpec::Sliding { size: 10, slide: 3, offset: 0 }.validate().is_ok());
+        assert!(WindowSpec::Tumbling {
+            size: 10,
+            offset: 10
+        }
+        .validate()
+        .is_err());
+        assert!(WindowSpec::Sliding {
+            size: 10,
+            slide: 3,
+            offset: 0
+        }
+        .validate()
+        .is_ok());
     }
 
     #[test]
     fn sliding_windows_of_a_timestamp() {
-        let spec = WindowSpec::Sliding { size: 10, slide: 5, offset: 0 };
+        let spec = WindowSpec::Sliding {
+            size: 10,
+            slide: 5,
+            offset: 0,
+        };
         assert_eq!(
             spec.windows_of(7),
             vec![Window::from_millis(0, 10), Window::from_millis(5, 15)]
         );
-        let spec = WindowSpec::Sliding { size: 10, slide: 4, offset: 0 };
+        let spec = WindowSpec::Sliding {
+            size: 10,
+            slide: 4,
+            offset: 0,
+        };
         assert_eq!(
             spec.windows_of(9),
-            vec![Window::from_millis(0, 10), Window::from_millis(4, 14), Window::from_millis(8, 18)]
+            vec![
+                Window::from_millis(0, 10),
+                Window::from_millis(4, 14),
+                Window::from_millis(8, 18)
+            ]
         );
     }
 }
