@@ -78,3 +78,8 @@ pub mod prelude {
     pub use chrono::{DateTime, Utc};
     pub use serde::{Deserialize, Serialize};
 }
+
+/// The README's code, compiled and run as a doc test.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
