@@ -9,7 +9,10 @@ const GOOD: &str = r#"{"event_id":"x","timestamp":"2026-01-01T00:00:01.500Z","mo
 
 fn line() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        prop::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..80),
+        prop::collection::vec(
+            any::<u8>().prop_filter("no newline", |b| *b != b'\n'),
+            0..80
+        ),
         (0..GOOD.len()).prop_map(|n| GOOD.as_bytes()[..n].to_vec()),
         (0..GOOD.len(), any::<u8>()).prop_map(|(i, b)| {
             let mut v = GOOD.as_bytes().to_vec();

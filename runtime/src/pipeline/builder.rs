@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::extract::FieldExtractor;
-use crate::aggregation::{AggregationResult, AggregationSpec};
+use super::plan::{DynamicPlan, Plan};
+use super::run::DynamicAggregation;
+use crate::aggregation::AggregationSpec;
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::event::{GroupingKey, ProcessorEvent};
 use crate::metrics::ProcessorMetrics;
@@ -60,11 +61,12 @@ pub fn create_pipeline<T>() -> PipelineBuilder<T>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
 {
-    PipelineBuilder::new()
+    PipelineBuilder::from_plan(DynamicPlan::default())
 }
 
-/// Declares a dynamic pipeline; [`build`](Self::build) checks it.
-pub struct PipelineBuilder<T> {
+/// Declares a pipeline: sources, sinks, state and, for the dynamic builder, windows,
+/// watermarks and aggregations; [`build`](Self::build) checks it.
+pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) name: String,
     pub(super) source: Option<SourceChoice<T>>,
     pub(super) watermark: Option<Box<dyn WatermarkGenerator>>,
@@ -74,15 +76,14 @@ pub struct PipelineBuilder<T> {
     pub(super) late_handler: Option<LateEventHandler>,
     pub(super) trigger: Option<Box<dyn WindowTrigger>>,
     pub(super) state_backend: Option<Arc<dyn StateBackend>>,
-    pub(super) sinks: Vec<Arc<dyn EventSink<AggregationResult>>>,
+    pub(super) sinks: Vec<Arc<dyn EventSink<P::Row>>>,
     pub(super) error_handler: ErrorHandler,
-    pub(super) aggregations: AggregationSpec,
-    pub(super) extractor: FieldExtractor<T>,
+    pub(super) plan: P,
     pub(super) metrics: Option<Arc<ProcessorMetrics>>,
     pub(super) buffer_size: usize,
 }
 
-impl<T> std::fmt::Debug for PipelineBuilder<T> {
+impl<T, P: Plan<Event = T>> std::fmt::Debug for PipelineBuilder<T, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PipelineBuilder")
             .field("name", &self.name)
@@ -92,11 +93,13 @@ impl<T> std::fmt::Debug for PipelineBuilder<T> {
     }
 }
 
-impl<T> PipelineBuilder<T>
+impl<T, P> PipelineBuilder<T, P>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
+    P: Plan<Event = T>,
 {
-    fn new() -> Self {
+    /// A builder for a compiled plan (what `pipeline!` generates calls this).
+    pub fn from_plan(plan: P) -> Self {
         PipelineBuilder {
             name: "pipeline".into(),
             source: None,
@@ -109,8 +112,7 @@ where
             state_backend: None,
             sinks: Vec::new(),
             error_handler: ErrorHandler::default(),
-            aggregations: AggregationSpec::default(),
-            extractor: FieldExtractor::default(),
+            plan,
             metrics: None,
             buffer_size: 10_000,
         }
@@ -225,7 +227,7 @@ where
     }
 
     /// Adds a sink for result rows (several may be added).
-    pub fn with_sink<S: EventSink<AggregationResult> + 'static>(mut self, sink: S) -> Self {
+    pub fn with_sink<S: EventSink<P::Row> + 'static>(mut self, sink: S) -> Self {
         self.sinks.push(Arc::new(sink));
         self
     }
@@ -233,52 +235,6 @@ where
     /// How bad records and failing sinks are handled (default: dead letter).
     pub fn with_error_handler(mut self, handler: ErrorHandler) -> Self {
         self.error_handler = handler;
-        self
-    }
-
-    /// Which statistics are computed (default: all, percentiles 50, 95, 99).
-    pub fn with_aggregations(mut self, spec: AggregationSpec) -> Self {
-        self.aggregations = spec;
-        self
-    }
-
-    /// Groups by these fields of the event (default: `model`, `region`; fields the event
-    /// lacks are left out of the key).
-    pub fn with_key_fields<S: AsRef<str>>(mut self, fields: &[S]) -> Self {
-        self.extractor.key_fields = fields.iter().map(|f| f.as_ref().to_owned()).collect();
-        self
-    }
-
-    /// Measures this numeric field (default: `latency_ms`, else `value`).
-    pub fn with_value_field(mut self, field: impl Into<String>) -> Self {
-        self.extractor.value_field = Some(field.into());
-        self
-    }
-
-    /// Reads event time from this field (default: `timestamp`).
-    pub fn with_timestamp_field(mut self, field: impl Into<String>) -> Self {
-        self.extractor.timestamp_field = field.into();
-        self
-    }
-
-    /// Reads event time with a closure.
-    pub fn with_timestamp_fn(
-        mut self,
-        f: impl Fn(&T) -> Option<DateTime<Utc>> + Send + Sync + 'static,
-    ) -> Self {
-        self.extractor.timestamp_fn = Some(Box::new(f));
-        self
-    }
-
-    /// Computes the key with a closure.
-    pub fn with_key_fn(mut self, f: impl Fn(&T) -> GroupingKey + Send + Sync + 'static) -> Self {
-        self.extractor.key_fn = Some(Box::new(f));
-        self
-    }
-
-    /// Reads the measured value with a closure (`None`: the event has no value).
-    pub fn with_value_fn(mut self, f: impl Fn(&T) -> Option<f64> + Send + Sync + 'static) -> Self {
-        self.extractor.value_fn = Some(Box::new(f));
         self
     }
 
@@ -295,7 +251,7 @@ where
     }
 
     /// Checks the declaration and returns a runnable pipeline.
-    pub fn build(mut self) -> ProcessorResult<Pipeline<T>> {
+    pub fn build(mut self) -> ProcessorResult<Pipeline<T, P>> {
         let invalid = |m: &str| Err(ProcessorError::InvalidPipeline(m.to_owned()));
         let source = match self.source.take() {
             None => return invalid("no source: add .with_file_source(path), .with_memory_source(events) or .with_kafka_source(config)"),
@@ -351,8 +307,7 @@ where
             state_backend: self.state_backend,
             sinks: self.sinks,
             error_handler: self.error_handler,
-            aggregations: self.aggregations,
-            extractor: self.extractor,
+            plan: self.plan,
             metrics: self
                 .metrics
                 .unwrap_or_else(|| Arc::new(ProcessorMetrics::new())),
@@ -361,8 +316,60 @@ where
     }
 }
 
+/// What only the dynamic builder declares at run time: fields and statistics.
+impl<T> PipelineBuilder<T, DynamicPlan<T>>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// Which statistics are computed (default: all, percentiles 50, 95, 99).
+    pub fn with_aggregations(mut self, spec: AggregationSpec) -> Self {
+        self.plan.func = DynamicAggregation::new(spec);
+        self
+    }
+
+    /// Groups by these fields of the event (default: `model`, `region`; fields the event
+    /// lacks are left out of the key).
+    pub fn with_key_fields<S: AsRef<str>>(mut self, fields: &[S]) -> Self {
+        self.plan.extractor.key_fields = fields.iter().map(|f| f.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// Measures this numeric field (default: `latency_ms`, else `value`).
+    pub fn with_value_field(mut self, field: impl Into<String>) -> Self {
+        self.plan.extractor.value_field = Some(field.into());
+        self
+    }
+
+    /// Reads event time from this field (default: `timestamp`).
+    pub fn with_timestamp_field(mut self, field: impl Into<String>) -> Self {
+        self.plan.extractor.timestamp_field = field.into();
+        self
+    }
+
+    /// Reads event time with a closure.
+    pub fn with_timestamp_fn(
+        mut self,
+        f: impl Fn(&T) -> Option<DateTime<Utc>> + Send + Sync + 'static,
+    ) -> Self {
+        self.plan.extractor.timestamp_fn = Some(Box::new(f));
+        self
+    }
+
+    /// Computes the key with a closure.
+    pub fn with_key_fn(mut self, f: impl Fn(&T) -> GroupingKey + Send + Sync + 'static) -> Self {
+        self.plan.extractor.key_fn = Some(Box::new(f));
+        self
+    }
+
+    /// Reads the measured value with a closure (`None`: the event has no value).
+    pub fn with_value_fn(mut self, f: impl Fn(&T) -> Option<f64> + Send + Sync + 'static) -> Self {
+        self.plan.extractor.value_fn = Some(Box::new(f));
+        self
+    }
+}
+
 /// A checked pipeline, ready to [`run`](Pipeline::run).
-pub struct Pipeline<T> {
+pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) name: String,
     pub(super) source: Box<dyn EventSource<T>>,
     pub(super) watermark: Box<dyn WatermarkGenerator>,
@@ -375,15 +382,14 @@ pub struct Pipeline<T> {
         reason = "kept for checkpoints of operator state (durable-state issue)"
     )]
     pub(super) state_backend: Option<Arc<dyn StateBackend>>,
-    pub(super) sinks: Vec<Arc<dyn EventSink<AggregationResult>>>,
+    pub(super) sinks: Vec<Arc<dyn EventSink<P::Row>>>,
     pub(super) error_handler: ErrorHandler,
-    pub(super) aggregations: AggregationSpec,
-    pub(super) extractor: FieldExtractor<T>,
+    pub(super) plan: P,
     pub(super) metrics: Arc<ProcessorMetrics>,
     pub(super) buffer_size: usize,
 }
 
-impl<T> std::fmt::Debug for Pipeline<T> {
+impl<T, P: Plan<Event = T>> std::fmt::Debug for Pipeline<T, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("name", &self.name)
@@ -393,7 +399,7 @@ impl<T> std::fmt::Debug for Pipeline<T> {
     }
 }
 
-impl<T> Pipeline<T> {
+impl<T, P: Plan<Event = T>> Pipeline<T, P> {
     /// The pipeline's metrics.
     pub fn metrics(&self) -> Arc<ProcessorMetrics> {
         Arc::clone(&self.metrics)

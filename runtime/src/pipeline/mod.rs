@@ -3,7 +3,9 @@
 
 mod builder;
 mod extract;
+mod plan;
 mod run;
 
 pub use builder::{create_pipeline, Pipeline, PipelineBuilder};
+pub use plan::{DynamicPlan, Envelope, Fed, Plan};
 pub use run::{DynamicAggregation, RunSummary};

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::builder::Pipeline;
+use super::plan::{Envelope, Fed, Plan};
 use crate::aggregation::{AggregationResult, AggregationSpec, AggregationState};
 use crate::error::{ErrorDisposition, ErrorPolicy, ProcessorError, ProcessorResult};
 use crate::event::{EventTimestamp, GroupingKey};
@@ -15,8 +16,8 @@ use crate::source::{Payload, SourceRecord};
 use crate::time::{from_millis, to_millis};
 use crate::window::{EventTimeTrigger, Window, WindowTrigger};
 
-/// What a finished run did. Every record read is accounted for:
-/// `events_in = events_aggregated + events_late + events_dead_lettered + events_skipped`.
+/// What a finished run did. Every record read is accounted for: `events_in =
+/// events_aggregated + events_late + events_dead_lettered + events_skipped + events_filtered`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunSummary {
     /// Records read from the source.
@@ -29,6 +30,8 @@ pub struct RunSummary {
     pub events_dead_lettered: u64,
     /// Records that failed and were skipped (policy `Skip`).
     pub events_skipped: u64,
+    /// Events a pipeline's filter left out.
+    pub events_filtered: u64,
     /// Result rows emitted (updates included).
     pub rows_emitted: u64,
     /// Of those, rows revising an earlier row.
@@ -88,16 +91,10 @@ impl WindowFunction for DynamicAggregation {
     }
 }
 
-type DynOperator = WindowOperator<GroupingKey, DynamicAggregation, Box<dyn WindowTrigger>>;
-
-/// Pending output of one step: rows for the sinks and late records for the side output.
-struct Outbox {
-    rows: Vec<AggregationResult>,
-}
-
-impl<T> Pipeline<T>
+impl<T, P> Pipeline<T, P>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
+    P: Plan<Event = T>,
 {
     /// Runs until a bounded source ends (then every open window is flushed) or an
     /// unrecoverable error occurs (a sink failing past its retries).
@@ -114,8 +111,7 @@ where
             state_backend: _,
             sinks,
             mut error_handler,
-            aggregations,
-            extractor,
+            plan,
             metrics,
             buffer_size,
         } = self;
@@ -125,12 +121,9 @@ where
             watermark.register_partition(p, started);
         }
         let trigger: Box<dyn WindowTrigger> = trigger.unwrap_or_else(|| Box::new(EventTimeTrigger));
-        let mut op: DynOperator = WindowOperator::with_trigger(
-            window,
-            lateness_ms,
-            DynamicAggregation::new(aggregations),
-            trigger,
-        )?;
+        let func = plan.function();
+        let mut op: WindowOperator<P::Key, P::Func, Box<dyn WindowTrigger>> =
+            WindowOperator::with_trigger(window, lateness_ms, func.clone(), trigger)?;
 
         // The source runs in its own task; the bounded channel gives backpressure.
         let (tx, mut rx) = mpsc::channel::<ProcessorResult<SourceRecord<T>>>(buffer_size);
@@ -155,7 +148,7 @@ where
         let late_sink = late_handler.as_ref().and_then(|h| h.side_output());
         let drop_late = late_handler.as_ref().is_some_and(|h| h.drops());
         let mut summary = RunSummary::default();
-        let mut out = Outbox { rows: Vec::new() };
+        let mut out: Vec<(P::Row, bool)> = Vec::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(source = %source_name, "pipeline started");
@@ -165,8 +158,10 @@ where
                 r = rx.recv() => r,
                 _ = ticker.tick() => {
                     if let Some(wm) = watermark.on_tick(Instant::now()) {
-                        let f = op.function().clone();
-                        op.advance_to(wm, &mut |fired| out.rows.push(f.row(fired)));
+                        op.advance_to(wm, &mut |fired| {
+                    let u = fired.is_update;
+                    out.push((plan.row(&func, fired), u))
+                });
                         metrics.record_watermark(wm);
                         deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
                     }
@@ -212,8 +207,18 @@ where
                     (pe.data, None, ts, pe.key)
                 }
             };
-            let extracted = match extractor.extract(&event, envelope_ts, envelope_key) {
-                Ok(x) => x,
+            let partition_wm = watermark.partition_watermark(partition);
+            let envelope = Envelope {
+                timestamp: envelope_ts,
+                key: envelope_key,
+            };
+            let fed = plan.feed(&mut op, partition_wm, &event, envelope, &mut |fired| {
+                let u = fired.is_update;
+                out.push((plan.row(&func, fired), u))
+            });
+            let (event_time, admission) = match fed {
+                Ok(Fed::Offered(ts, admission)) => (ts, Some(admission)),
+                Ok(Fed::Filtered(ts)) => (ts, None),
                 Err(err) => {
                     let payload = payload_text(&event, raw.as_deref());
                     let rec = dead_letter(&err, &source_name, position(), payload);
@@ -221,25 +226,16 @@ where
                     continue;
                 }
             };
-
-            let partition_wm = watermark.partition_watermark(partition);
-            let f = op.function().clone();
-            let admission = op.on_event(
-                partition_wm,
-                extracted.timestamp,
-                &extracted.key,
-                &extracted.value,
-                &mut |fired| out.rows.push(f.row(fired)),
-            );
             match admission {
-                Admission::Accepted => summary.events_aggregated += 1,
-                Admission::Late => {
+                None => summary.events_filtered += 1,
+                Some(Admission::Accepted) => summary.events_aggregated += 1,
+                Some(Admission::Late) => {
                     summary.events_late += 1;
                     metrics.record_late_event();
                     if !drop_late {
                         let reason = format!(
                             "late: event time {} is more than the allowed lateness ({lateness_ms} ms) behind the watermark {} for every window it belongs to",
-                            from_millis(extracted.timestamp).to_rfc3339(),
+                            from_millis(event_time).to_rfc3339(),
                             from_millis(partition_wm.max(op.watermark())).to_rfc3339(),
                         );
                         let rec = DeadLetterRecord {
@@ -258,8 +254,11 @@ where
                     }
                 }
             }
-            if let Some(wm) = watermark.on_event(partition, extracted.timestamp, t0) {
-                op.advance_to(wm, &mut |fired| out.rows.push(f.row(fired)));
+            if let Some(wm) = watermark.on_event(partition, event_time, t0) {
+                op.advance_to(wm, &mut |fired| {
+                    let u = fired.is_update;
+                    out.push((plan.row(&func, fired), u))
+                });
                 metrics.record_watermark(wm);
             }
             deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
@@ -270,8 +269,10 @@ where
             .map_err(|e| ProcessorError::Internal(format!("source task failed: {e}")))?;
 
         summary.final_watermark = op.watermark();
-        let f = op.function().clone();
-        op.flush(&mut |fired| out.rows.push(f.row(fired)));
+        op.flush(&mut |fired| {
+            let u = fired.is_update;
+            out.push((plan.row(&func, fired), u))
+        });
         deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
         for sink in &sinks {
             error_handler.retry(|| sink.flush()).await?;
@@ -332,18 +333,18 @@ async fn handle_bad(
 }
 
 /// Sends pending rows to every sink, retrying as the error policy allows.
-async fn deliver(
-    sinks: &[Arc<dyn EventSink<AggregationResult>>],
+async fn deliver<R: Clone + Send + 'static>(
+    sinks: &[Arc<dyn EventSink<R>>],
     handler: &crate::error::ErrorHandler,
-    out: &mut Outbox,
+    out: &mut Vec<(R, bool)>,
     summary: &mut RunSummary,
 ) -> ProcessorResult<()> {
-    if out.rows.is_empty() {
+    if out.is_empty() {
         return Ok(());
     }
-    for row in out.rows.drain(..) {
+    for (row, is_update) in out.drain(..) {
         summary.rows_emitted += 1;
-        summary.update_rows += u64::from(row.is_update);
+        summary.update_rows += u64::from(is_update);
         for sink in sinks {
             let result = handler.retry(|| sink.send(row.clone())).await;
             if let Err(e) = result {

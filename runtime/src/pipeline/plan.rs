@@ -1,0 +1,122 @@
+//! What a pipeline computes, separated from how it runs: the dynamic builder and every
+//! `pipeline!` declaration are a [`Plan`], and one run loop drives them all.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::hash::Hash;
+
+use super::extract::FieldExtractor;
+use super::run::DynamicAggregation;
+use crate::aggregation::AggregationResult;
+use crate::error::ProcessorResult;
+use crate::event::GroupingKey;
+use crate::operator::{Admission, Fired, WindowFunction, WindowOperator};
+use crate::window::WindowTrigger;
+
+/// Timestamp and key given by the record's envelope, which win over the event's own.
+#[derive(Debug, Clone, Default)]
+pub struct Envelope {
+    /// Event time in epoch milliseconds.
+    pub timestamp: Option<i64>,
+    /// Grouping key (dynamic pipelines only).
+    pub key: Option<GroupingKey>,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fed {
+    /// The event at this event time (ms) was offered to the operator.
+    Offered(i64, Admission),
+    /// The pipeline's filter left it out; its event time (ms) still moves the watermark.
+    Filtered(i64),
+}
+
+/// The compiled part of a pipeline: how an event becomes a key, an event time and an
+/// aggregation input, and how a fired window becomes a row.
+pub trait Plan: Send + 'static {
+    /// The event type.
+    type Event: Serialize + DeserializeOwned + Send + 'static;
+    /// The key type.
+    type Key: Hash + Eq + Send + 'static;
+    /// The aggregation.
+    type Func: WindowFunction + Clone + Send + 'static;
+    /// The result row.
+    type Row: Clone + Send + 'static;
+
+    /// The aggregation the operator maintains.
+    fn function(&self) -> Self::Func;
+
+    /// Offers one event to the operator.
+    fn feed<T, E>(
+        &self,
+        op: &mut WindowOperator<Self::Key, Self::Func, T>,
+        partition_watermark: i64,
+        event: &Self::Event,
+        envelope: Envelope,
+        emit: &mut E,
+    ) -> ProcessorResult<Fed>
+    where
+        T: WindowTrigger,
+        E: FnMut(Fired<'_, Self::Key, <Self::Func as WindowFunction>::Acc>);
+
+    /// The row of a fired window.
+    fn row(
+        &self,
+        func: &Self::Func,
+        fired: Fired<'_, Self::Key, <Self::Func as WindowFunction>::Acc>,
+    ) -> Self::Row;
+}
+
+/// The plan of [`create_pipeline`](super::create_pipeline): fields found by name (or
+/// closures), [`GroupingKey`] keys, [`AggregationResult`] rows.
+pub struct DynamicPlan<T> {
+    pub(crate) extractor: FieldExtractor<T>,
+    pub(crate) func: DynamicAggregation,
+}
+
+impl<T> Default for DynamicPlan<T> {
+    fn default() -> Self {
+        DynamicPlan {
+            extractor: FieldExtractor::default(),
+            func: DynamicAggregation::default(),
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
+    type Event = T;
+    type Key = GroupingKey;
+    type Func = DynamicAggregation;
+    type Row = AggregationResult;
+
+    fn function(&self) -> DynamicAggregation {
+        self.func.clone()
+    }
+
+    fn feed<Tr, E>(
+        &self,
+        op: &mut WindowOperator<GroupingKey, DynamicAggregation, Tr>,
+        partition_watermark: i64,
+        event: &T,
+        envelope: Envelope,
+        emit: &mut E,
+    ) -> ProcessorResult<Fed>
+    where
+        Tr: WindowTrigger,
+        E: FnMut(Fired<'_, GroupingKey, <DynamicAggregation as WindowFunction>::Acc>),
+    {
+        let x = self
+            .extractor
+            .extract(event, envelope.timestamp, envelope.key)?;
+        let admission = op.on_event(partition_watermark, x.timestamp, &x.key, &x.value, emit);
+        Ok(Fed::Offered(x.timestamp, admission))
+    }
+
+    fn row(
+        &self,
+        func: &DynamicAggregation,
+        fired: Fired<'_, GroupingKey, <DynamicAggregation as WindowFunction>::Acc>,
+    ) -> AggregationResult {
+        func.row(fired)
+    }
+}
