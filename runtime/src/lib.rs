@@ -34,7 +34,10 @@
 //! ```
 #![warn(missing_docs)]
 
+extern crate self as llm_optimizer_processor;
+
 pub mod aggregation;
+pub mod dsl;
 pub mod error;
 pub mod event;
 pub mod metrics;
@@ -54,7 +57,7 @@ pub use event::{
     ProcessorEvent,
 };
 pub use metrics::ProcessorMetrics;
-pub use pipeline::{create_pipeline, Pipeline, PipelineBuilder, RunSummary};
+pub use pipeline::{create_pipeline, Pipeline, PipelineBuilder, Plan, RunSummary};
 pub use sink::{
     CollectorSink, ConsoleSink, DeadLetterRecord, DeadLetterSink, EventSink, FileSink,
     KafkaAggregationSink, KafkaProducerConfig, MetricsSink,
@@ -71,6 +74,32 @@ pub use window::{
 };
 
 pub use std::sync::Arc;
+
+pub use dsl::Event;
+/// `pipeline! { … }`: a pipeline checked at compile time; see the README's DSL section.
+pub use llm_optimizer_processor_macros::pipeline;
+/// `#[derive(Event)]`: see [`dsl::Event`] and the README's DSL section.
+pub use llm_optimizer_processor_macros::Event;
+
+/// What generated code refers to. Not a public API: it changes with the macros.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::aggregation::{PercentileAccumulator, StdDevAccumulator};
+    pub use crate::dsl::*;
+    pub use crate::error::{ProcessorError, ProcessorResult};
+    pub use crate::event::GroupingKey;
+    pub use crate::operator::{Admission, Fired, KeyRef, WindowFunction, WindowOperator};
+    pub use crate::pipeline::{DynamicPlan, Envelope, Fed, Pipeline, PipelineBuilder, Plan};
+    pub use crate::time::from_millis;
+    pub use crate::watermark::{
+        BoundedOutOfOrdernessWatermark, LateEventHandler, PeriodicWatermarkGenerator,
+    };
+    pub use crate::window::{WindowSpec, WindowTrigger};
+    pub use chrono::{DateTime, Utc};
+    pub use serde;
+    pub use std::option::Option;
+    pub use std::time::Duration;
+}
 
 /// Everything a pipeline declaration needs, in one import.
 pub mod prelude {

@@ -20,25 +20,29 @@ use std::collections::BTreeMap;
 /// assert_eq!(millis.timestamp, e.timestamp);
 /// assert!(serde_json::from_str::<FeedbackEvent>(r#"{"model":"m"}"#).is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, crate::Event)]
 pub struct FeedbackEvent {
     /// Unique id of the event.
     #[serde(default)]
     pub event_id: String,
     /// When the request completed (event time).
     #[serde(with = "crate::event::timestamp_format")]
+    #[event(timestamp)]
     pub timestamp: DateTime<Utc>,
     /// Model that served the request.
     #[serde(default)]
+    #[event(key)]
     pub model: String,
     /// Region that served it.
     #[serde(default)]
+    #[event(key)]
     pub region: String,
     /// Tenant (customer) that sent it.
     #[serde(default)]
     pub tenant: String,
     /// End-to-end latency in milliseconds.
     #[serde(default)]
+    #[event(value)]
     pub latency_ms: f64,
     /// Time to first token in milliseconds.
     #[serde(default)]

@@ -195,6 +195,28 @@ where
         self.with_window_assigner(SessionWindowAssigner::new(gap))
     }
 
+    /// Windows of this shape (milliseconds), as `pipeline!` declares them.
+    pub fn with_window(mut self, spec: WindowSpec) -> Self {
+        self.window = Some(spec);
+        self
+    }
+
+    /// Sends late events to this sink, keeping the declared allowed lateness.
+    pub fn with_late_side_output<S: EventSink<crate::sink::DeadLetterRecord> + 'static>(
+        mut self,
+        sink: S,
+    ) -> Self {
+        let lateness = self
+            .late_handler
+            .as_ref()
+            .map(|h| h.allowed_lateness())
+            .or(self.lateness)
+            .or(self.assigner_lateness)
+            .unwrap_or(Duration::ZERO);
+        self.late_handler = Some(LateEventHandler::new(lateness).with_side_output(sink));
+        self
+    }
+
     /// Windows from an assigner (with its offset and allowed lateness).
     pub fn with_window_assigner<A: WindowAssigner>(mut self, assigner: A) -> Self {
         self.window = Some(assigner.spec());

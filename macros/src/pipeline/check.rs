@@ -1,0 +1,638 @@
+//! The rules of `pipeline!`. Each `check_*` states its rule; every violation is reported
+//! into the [`Ctxt`] and checking goes on, so all mistakes show in one compile.
+
+use std::collections::BTreeMap;
+
+use proc_macro2::Span;
+use syn::{Expr, Ident, Lit};
+
+use super::ast::{AggEntry, PipelineDecl, SectionBody};
+use crate::ctxt::Ctxt;
+use crate::duration::{self, Dur};
+use crate::similar::{did_you_mean, list};
+
+pub const SECTIONS: &[&str] = &[
+    "watermark",
+    "window",
+    "key_by",
+    "aggregate",
+    "late",
+    "filter",
+    "trigger",
+];
+pub const AGGREGATIONS: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "stddev",
+    "stddev_sample",
+    "percentile",
+];
+pub const RESERVED: &[&str] = &["window_start", "window_end", "is_update"];
+
+pub enum WindowModel {
+    Tumbling { size: u64, offset: u64 },
+    Sliding { size: u64, slide: u64, offset: u64 },
+    Session { gap: u64 },
+}
+
+pub struct Model {
+    pub window: WindowModel,
+    pub lateness: u64,
+    pub bound: u64,
+    pub emit_every: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    /// `None`: the event's `#[event(key)]` fields.
+    pub key: Option<Vec<Ident>>,
+    pub aggs: Vec<Agg>,
+    pub drop_late: bool,
+    pub filter: Option<Expr>,
+    pub trigger: Option<Expr>,
+}
+
+#[derive(Clone)]
+pub struct Agg {
+    pub name: Ident,
+    pub kind: AggKind,
+    /// The user's call, for the row column's doc.
+    pub call: Expr,
+}
+
+#[derive(Clone)]
+pub enum AggKind {
+    Count,
+    Sum(Ident),
+    Avg(Ident),
+    Min(Ident),
+    Max(Ident),
+    StdDev(Ident),
+    StdDevSample(Ident),
+    Percentile(Ident, f64),
+}
+
+impl AggKind {
+    pub fn field(&self) -> Option<&Ident> {
+        match self {
+            AggKind::Count => None,
+            AggKind::Sum(f)
+            | AggKind::Avg(f)
+            | AggKind::Min(f)
+            | AggKind::Max(f)
+            | AggKind::StdDev(f)
+            | AggKind::StdDevSample(f)
+            | AggKind::Percentile(f, _) => Some(f),
+        }
+    }
+}
+
+pub fn check(cx: &Ctxt, decl: &PipelineDecl) -> Option<Model> {
+    let sections = check_sections(cx, decl);
+    let window = sections
+        .get("window")
+        .map(|e| check_window(cx, value(cx, e)?));
+    let (bound, emit_every, idle_timeout) = match sections.get("watermark") {
+        Some(e) => value(cx, e)
+            .and_then(|v| check_watermark(cx, v))
+            .unwrap_or((0, None, None)),
+        None => (0, None, None),
+    };
+    let key = sections
+        .get("key_by")
+        .and_then(|e| value(cx, e))
+        .map(|v| check_key_by(cx, v));
+    let aggs = match sections.get("aggregate") {
+        Some((_, SectionBody::Aggregate(entries))) => {
+            check_aggregates(cx, entries, key.as_ref().and_then(|k| k.as_ref()))
+        }
+        Some((name, SectionBody::Value(_))) => {
+            cx.error_spanned_by(
+                name,
+                "`aggregate` is a block: write `aggregate { requests: count(), … }`",
+            );
+            None
+        }
+        None => None,
+    };
+    let drop_late = sections
+        .get("late")
+        .and_then(|e| value(cx, e))
+        .map(|v| check_late(cx, v))
+        .unwrap_or(false);
+    let filter = sections.get("filter").and_then(|e| value(cx, e)).cloned();
+    let trigger = sections.get("trigger").and_then(|e| value(cx, e)).cloned();
+    let (window, lateness) = window??;
+    Some(Model {
+        window,
+        lateness,
+        bound,
+        emit_every,
+        idle_timeout,
+        key: key.flatten(),
+        aggs: aggs?,
+        drop_late,
+        filter,
+        trigger,
+    })
+}
+
+type Sections<'a> = BTreeMap<String, (&'a Ident, &'a SectionBody)>;
+
+fn value<'a>(cx: &Ctxt, (name, body): &(&'a Ident, &'a SectionBody)) -> Option<&'a Expr> {
+    match body {
+        SectionBody::Value(v) => Some(v),
+        SectionBody::Aggregate(_) => {
+            cx.error_spanned_by(name, format!("`{name}` takes a value: write `{name}: …,`"));
+            None
+        }
+    }
+}
+
+/// Rule: sections are among `SECTIONS`, each at most once; `window` and `aggregate` are required.
+fn check_sections<'a>(cx: &Ctxt, decl: &'a PipelineDecl) -> Sections<'a> {
+    let mut seen: Sections<'a> = BTreeMap::new();
+    for s in &decl.sections {
+        let n = s.name.to_string();
+        if !SECTIONS.contains(&n.as_str()) {
+            cx.error_spanned_by(
+                &s.name,
+                format!(
+                    "unknown section `{n}`{}; the sections are {}",
+                    did_you_mean(&n, SECTIONS),
+                    list(SECTIONS)
+                ),
+            );
+            continue;
+        }
+        if let Some((first, _)) = seen.get(&n) {
+            let _ = first;
+            cx.error_spanned_by(
+                &s.name,
+                format!("duplicate section `{n}`: it is already declared above; keep one"),
+            );
+            continue;
+        }
+        seen.insert(n, (&s.name, &s.body));
+    }
+    if !seen.contains_key("window") {
+        cx.error_spanned_by(
+            &decl.name,
+            format!(
+                "pipeline `{}` has no `window` section; add e.g. `window: tumbling(5m),`",
+                decl.name
+            ),
+        );
+    }
+    if !seen.contains_key("aggregate") {
+        cx.error_spanned_by(&decl.name, format!("pipeline `{}` has no `aggregate` section; add e.g. `aggregate {{ requests: count() }}`", decl.name));
+    }
+    seen
+}
+
+struct CallArgs<'a> {
+    func: String,
+    func_span: Span,
+    positional: Vec<&'a Expr>,
+    named: Vec<(Ident, &'a Expr)>,
+}
+
+fn call_args<'a>(cx: &Ctxt, e: &'a Expr, what: &str, example: &str) -> Option<CallArgs<'a>> {
+    let (func, args) = match e {
+        Expr::Call(c) => (&*c.func, c.args.iter().collect::<Vec<_>>()),
+        Expr::Path(_) => (e, Vec::new()),
+        _ => {
+            cx.error_spanned_by(e, format!("expected a {what} such as `{example}`"));
+            return None;
+        }
+    };
+    let Expr::Path(path) = func else {
+        cx.error_spanned_by(func, format!("expected a {what} such as `{example}`"));
+        return None;
+    };
+    let Some(ident) = path.path.get_ident() else {
+        cx.error_spanned_by(func, format!("expected a {what} such as `{example}`"));
+        return None;
+    };
+    let mut out = CallArgs {
+        func: ident.to_string(),
+        func_span: ident.span(),
+        positional: Vec::new(),
+        named: Vec::new(),
+    };
+    for a in args {
+        match a {
+            Expr::Assign(asg) => match &*asg.left {
+                Expr::Path(p) if p.path.get_ident().is_some() => {
+                    let id = p.path.get_ident().expect("checked").clone();
+                    if out.named.iter().any(|(n, _)| *n == id) {
+                        cx.error_spanned_by(&id, format!("`{id}` is given twice; keep one"));
+                    } else {
+                        out.named.push((id, &asg.right));
+                    }
+                }
+                other => {
+                    cx.error_spanned_by(other, "expected an option name such as `allowed_lateness`")
+                }
+            },
+            other => out.positional.push(other),
+        }
+    }
+    Some(out)
+}
+
+fn named<'a>(cx: &Ctxt, args: &CallArgs<'a>, allowed: &[&str]) -> BTreeMap<String, &'a Expr> {
+    let mut out = BTreeMap::new();
+    for (n, e) in &args.named {
+        let s = n.to_string();
+        if allowed.contains(&s.as_str()) {
+            out.insert(s, *e);
+        } else {
+            cx.error_spanned_by(
+                n,
+                format!(
+                    "`{}` has no option `{s}`{}; its options are {}",
+                    args.func,
+                    did_you_mean(&s, allowed),
+                    list(allowed)
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Rules: `tumbling(size[, offset = d][, allowed_lateness = d])`, `sliding(size, slide[, …])`,
+/// `session(gap = d[, allowed_lateness = d])`; durations are positive (offset and lateness
+/// may be zero); slide ≤ size and divides it (so windows share panes); offset < size (tumbling)
+/// or < slide (sliding).
+fn check_window(cx: &Ctxt, e: &Expr) -> Option<(WindowModel, u64)> {
+    let args = call_args(cx, e, "window", "tumbling(5m)")?;
+    let lateness_of = |named: &BTreeMap<String, &Expr>| -> Option<u64> {
+        match named.get("allowed_lateness") {
+            Some(e) => duration::parse(cx, e, "allowed lateness", true).map(|d| d.millis),
+            None => Some(0),
+        }
+    };
+    let arity = |n: usize, usage: &str| -> bool {
+        if args.positional.len() == n {
+            true
+        } else {
+            cx.error_at(args.func_span, format!("`{}` takes {usage}", args.func));
+            false
+        }
+    };
+    match args.func.as_str() {
+        "tumbling" => {
+            let named = named(cx, &args, &["offset", "allowed_lateness"]);
+            let lateness = lateness_of(&named);
+            if !arity(1, "one size: `tumbling(5m)`") {
+                return None;
+            }
+            let size = duration::parse(cx, args.positional[0], "window size", false)?;
+            let offset = match named.get("offset") {
+                Some(e) => duration::parse(cx, e, "offset", true)?,
+                None => Dur {
+                    millis: 0,
+                    span: size.span,
+                },
+            };
+            if offset.millis >= size.millis {
+                cx.error_at(offset.span, format!("offset {} is not smaller than the window size {}; an offset shifts windows within one size, e.g. `offset = {}`", duration::show(offset.millis), duration::show(size.millis), duration::show(size.millis / 2)));
+                return None;
+            }
+            Some((
+                WindowModel::Tumbling {
+                    size: size.millis,
+                    offset: offset.millis,
+                },
+                lateness?,
+            ))
+        }
+        "sliding" => {
+            let named = named(cx, &args, &["offset", "allowed_lateness"]);
+            let lateness = lateness_of(&named);
+            if !arity(2, "a size and a slide: `sliding(10m, 1m)`") {
+                return None;
+            }
+            let size = duration::parse(cx, args.positional[0], "window size", false);
+            let slide = duration::parse(cx, args.positional[1], "slide", false);
+            let (size, slide) = (size?, slide?);
+            if slide.millis > size.millis {
+                cx.error_at(slide.span, format!("slide {} is larger than the window size {}: events between windows would be lost; use a slide ≤ size, or `tumbling({})`", duration::show(slide.millis), duration::show(size.millis), duration::show(size.millis)));
+                return None;
+            }
+            if size.millis % slide.millis != 0 {
+                cx.error_at(slide.span, format!("slide {} does not divide the window size {}: windows could not share slide-sized panes, so every event would be aggregated {} times; use a slide that divides the size, e.g. {}", duration::show(slide.millis), duration::show(size.millis), size.millis.div_ceil(slide.millis), duration::show(gcd(size.millis, slide.millis))));
+                return None;
+            }
+            let offset = match named.get("offset") {
+                Some(e) => duration::parse(cx, e, "offset", true)?.millis,
+                None => 0,
+            };
+            if offset >= slide.millis {
+                cx.error_spanned_by(
+                    named["offset"],
+                    format!(
+                        "offset {} is not smaller than the slide {}",
+                        duration::show(offset),
+                        duration::show(slide.millis)
+                    ),
+                );
+                return None;
+            }
+            Some((
+                WindowModel::Sliding {
+                    size: size.millis,
+                    slide: slide.millis,
+                    offset,
+                },
+                lateness?,
+            ))
+        }
+        "session" => {
+            let named = named(cx, &args, &["gap", "allowed_lateness"]);
+            let lateness = lateness_of(&named);
+            let gap = match (named.get("gap"), args.positional.as_slice()) {
+                (Some(e), []) | (None, [e]) => duration::parse(cx, e, "session gap", false)?,
+                _ => {
+                    cx.error_at(
+                        args.func_span,
+                        "`session` takes one gap: `session(gap = 5m)`",
+                    );
+                    return None;
+                }
+            };
+            Some((WindowModel::Session { gap: gap.millis }, lateness?))
+        }
+        other => {
+            cx.error_at(args.func_span, format!("unknown window `{other}`{}; the windows are `tumbling(size)`, `sliding(size, slide)` and `session(gap = …)`", did_you_mean(other, &["tumbling", "sliding", "session"])));
+            None
+        }
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Rule: `bounded_out_of_orderness(d[, emit_every = d][, idle_timeout = d])`; the bound may be zero.
+fn check_watermark(cx: &Ctxt, e: &Expr) -> Option<(u64, Option<u64>, Option<u64>)> {
+    let args = call_args(cx, e, "watermark", "bounded_out_of_orderness(30s)")?;
+    if args.func != "bounded_out_of_orderness" {
+        cx.error_at(args.func_span, format!("unknown watermark `{}`{}; use `bounded_out_of_orderness(30s)` (options `emit_every = 10s`, `idle_timeout = 1m`)", args.func, did_you_mean(&args.func, &["bounded_out_of_orderness"])));
+        return None;
+    }
+    let named = named(cx, &args, &["emit_every", "idle_timeout"]);
+    let [bound] = args.positional.as_slice() else {
+        cx.error_at(
+            args.func_span,
+            "`bounded_out_of_orderness` takes one bound: `bounded_out_of_orderness(30s)`",
+        );
+        return None;
+    };
+    let bound = duration::parse(cx, bound, "out-of-orderness bound", true);
+    let emit = named
+        .get("emit_every")
+        .map(|e| duration::parse(cx, e, "emit interval", false));
+    let idle = named
+        .get("idle_timeout")
+        .map(|e| duration::parse(cx, e, "idle timeout", false));
+    let emit = match emit {
+        Some(None) => return None,
+        Some(Some(d)) => Some(d.millis),
+        None => None,
+    };
+    let idle = match idle {
+        Some(None) => return None,
+        Some(Some(d)) => Some(d.millis),
+        None => None,
+    };
+    Some((bound?.millis, emit, idle))
+}
+
+/// Rule: `key_by` is a field or a parenthesized list of distinct fields.
+fn check_key_by(cx: &Ctxt, e: &Expr) -> Option<Vec<Ident>> {
+    let exprs: Vec<&Expr> = match e {
+        Expr::Tuple(t) => t.elems.iter().collect(),
+        Expr::Paren(p) => vec![&*p.expr],
+        other => vec![other],
+    };
+    let mut out: Vec<Ident> = Vec::new();
+    for x in exprs {
+        match field_ident(x) {
+            Some(id) if out.contains(&id) => {
+                cx.error_spanned_by(&id, format!("`{id}` is listed twice in `key_by`"))
+            }
+            Some(id) => out.push(id),
+            None => cx.error_spanned_by(
+                x,
+                "`key_by` lists fields of the event: `key_by: (model, region)`",
+            ),
+        }
+    }
+    if out.is_empty() {
+        cx.error_spanned_by(e, "`key_by` needs at least one field; leave the section out to key by the event's `#[event(key)]` fields");
+        return None;
+    }
+    Some(out)
+}
+
+fn field_ident(e: &Expr) -> Option<Ident> {
+    match e {
+        Expr::Path(p) if p.qself.is_none() => p.path.get_ident().cloned(),
+        _ => None,
+    }
+}
+
+/// Rules: `late` is `side_output` or `drop`.
+fn check_late(cx: &Ctxt, e: &Expr) -> bool {
+    match field_ident(e).map(|i| i.to_string()).as_deref() {
+        Some("side_output") => false,
+        Some("drop") => true,
+        other => {
+            let name = other.unwrap_or("");
+            cx.error_spanned_by(e, format!("unknown late handling{}; write `late: side_output` (late events go to the side output) or `late: drop`", did_you_mean(name, &["side_output", "drop"])));
+            false
+        }
+    }
+}
+
+/// Rules: each output is `name: aggregation(args)` with a known aggregation and its arity
+/// (`count()`, `sum(field)`, …, `percentile(field, p)` with a literal p in (0, 100]);
+/// output names are distinct, and differ from key fields and from `window_start`,
+/// `window_end`, `is_update` (and `key` when keyed by the event's key).
+fn check_aggregates(cx: &Ctxt, entries: &[AggEntry], key: Option<&Vec<Ident>>) -> Option<Vec<Agg>> {
+    if entries.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut names: Vec<&Ident> = Vec::new();
+    for entry in entries {
+        let n = entry.name.to_string();
+        if names.contains(&&entry.name) {
+            cx.error_spanned_by(
+                &entry.name,
+                format!(
+                    "duplicate output `{n}`: an output of this name is declared above; rename one"
+                ),
+            );
+        }
+        names.push(&entry.name);
+        if RESERVED.contains(&n.as_str()) || (key.is_none() && n == "key") {
+            cx.error_spanned_by(
+                &entry.name,
+                format!("`{n}` is a column every row already has; choose another output name"),
+            );
+        }
+        if key.is_some_and(|k| k.iter().any(|f| *f == entry.name)) {
+            cx.error_spanned_by(&entry.name, format!("output `{n}` has the name of a key field, which is a column of every row; choose another output name"));
+        }
+        if let Some(kind) = check_aggregation(cx, &entry.call) {
+            out.push(Agg {
+                name: entry.name.clone(),
+                kind,
+                call: entry.call.clone(),
+            });
+        }
+    }
+    (out.len() == entries.len()).then_some(out)
+}
+
+fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<AggKind> {
+    let Expr::Call(c) = call else {
+        cx.error_spanned_by(call, format!("expected an aggregation call such as `count()` or `avg(latency_ms)`; the aggregations are {}", list(AGGREGATIONS)));
+        return None;
+    };
+    let Some(func) = field_ident(&c.func) else {
+        cx.error_spanned_by(&c.func, "expected an aggregation name such as `avg`");
+        return None;
+    };
+    let name = func.to_string();
+    let args: Vec<&Expr> = c.args.iter().collect();
+    let one_field = |usage: &str| -> Option<Ident> {
+        match args.as_slice() {
+            [a] => field_ident(a).or_else(|| {
+                cx.error_spanned_by(
+                    a,
+                    format!("`{name}` takes a field of the event, e.g. `{usage}`"),
+                );
+                None
+            }),
+            [] => {
+                cx.error_at(
+                    c.paren_token.span.join(),
+                    format!("`{name}()` is missing its field: `{usage}`"),
+                );
+                None
+            }
+            _ => {
+                cx.error_spanned_by(&c.args, format!("`{name}` takes one field: `{usage}`"));
+                None
+            }
+        }
+    };
+    match name.as_str() {
+        "count" => {
+            if !args.is_empty() {
+                cx.error_spanned_by(
+                    &c.args,
+                    "`count()` counts events and takes no field; write `count()`",
+                );
+                return None;
+            }
+            Some(AggKind::Count)
+        }
+        "sum" => one_field("sum(tokens)").map(AggKind::Sum),
+        "avg" => one_field("avg(latency_ms)").map(AggKind::Avg),
+        "min" => one_field("min(latency_ms)").map(AggKind::Min),
+        "max" => one_field("max(latency_ms)").map(AggKind::Max),
+        "stddev" => one_field("stddev(latency_ms)").map(AggKind::StdDev),
+        "stddev_sample" => one_field("stddev_sample(latency_ms)").map(AggKind::StdDevSample),
+        "percentile" => {
+            let [field, p] = args.as_slice() else {
+                cx.error_spanned_by(
+                    call,
+                    "`percentile` takes a field and a percentile: `percentile(latency_ms, 95)`",
+                );
+                return None;
+            };
+            let field = field_ident(field).or_else(|| {
+                cx.error_spanned_by(
+                    field,
+                    "`percentile` takes a field of the event first: `percentile(latency_ms, 95)`",
+                );
+                None
+            });
+            let p = percentile_literal(cx, p);
+            Some(AggKind::Percentile(field?, p?))
+        }
+        "average" | "mean" => {
+            cx.error_spanned_by(
+                &func,
+                format!("unknown aggregation `{name}`; did you mean `avg`?"),
+            );
+            None
+        }
+        "median" | "p50" | "p95" | "p99" => {
+            let p = if name == "median" { "50" } else { &name[1..] };
+            let field = args
+                .first()
+                .and_then(|a| field_ident(a))
+                .map_or("latency_ms".to_string(), |f| f.to_string());
+            cx.error_spanned_by(
+                &func,
+                format!("unknown aggregation `{name}`; did you mean `percentile({field}, {p})`?"),
+            );
+            None
+        }
+        other => {
+            cx.error_spanned_by(
+                &func,
+                format!(
+                    "unknown aggregation `{other}`{}; the aggregations are {}",
+                    did_you_mean(other, AGGREGATIONS),
+                    list(AGGREGATIONS)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Rule: a percentile is a number literal in (0, 100].
+fn percentile_literal(cx: &Ctxt, e: &Expr) -> Option<f64> {
+    let value = match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Int(i) if i.suffix().is_empty() => i.base10_parse::<f64>().ok(),
+            Lit::Float(f) if f.suffix().is_empty() => f.base10_parse::<f64>().ok(),
+            _ => None,
+        },
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => Some(-1.0),
+        _ => {
+            cx.error_spanned_by(e, "the percentile must be a number literal such as `95` or `99.9` (it decides the accumulator at compile time)");
+            return None;
+        }
+    };
+    match value {
+        Some(p) if p > 0.0 && p <= 100.0 => Some(p),
+        Some(_) => {
+            cx.error_spanned_by(
+                e,
+                "percentile outside (0, 100]; use e.g. `50`, `95` or `99.9`",
+            );
+            None
+        }
+        None => {
+            cx.error_spanned_by(
+                e,
+                "the percentile must be a plain number literal such as `95` or `99.9`",
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! Code generation for a checked `pipeline!`: an accumulator holding only what the
+//! aggregations need, a typed row, a `WindowFunction`, and a `Plan` that the runtime runs.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::Ident;
+
+use super::ast::PipelineDecl;
+use super::check::{AggKind, Model, WindowModel};
+use crate::event::field_id;
+
+/// What one measured field needs in the accumulator.
+#[derive(Default)]
+struct Needs {
+    sum: bool,
+    min: bool,
+    max: bool,
+    stddev: bool,
+    percentile: bool,
+}
+
+pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
+    let p = quote!(::llm_optimizer_processor::__private);
+    let name = &decl.name;
+    let vis = &decl.vis;
+    let attrs = &decl.attrs;
+    let event = &decl.event;
+    let row = format_ident!("{}Row", name);
+    let acc = format_ident!("__{}Acc", name);
+    let func = format_ident!("__{}Func", name);
+
+    // Measured fields, in first-use order, with what each needs.
+    let mut fields: Vec<(Ident, Needs)> = Vec::new();
+    for a in &m.aggs {
+        let Some(f) = a.kind.field() else {
+            continue;
+        };
+        let i = match fields.iter().position(|(x, _)| x == f) {
+            Some(i) => i,
+            None => {
+                fields.push((f.clone(), Needs::default()));
+                fields.len() - 1
+            }
+        };
+        let n = &mut fields[i].1;
+        match &a.kind {
+            AggKind::Sum(_) | AggKind::Avg(_) => n.sum = true,
+            AggKind::Min(_) => n.min = true,
+            AggKind::Max(_) => n.max = true,
+            AggKind::StdDev(_) | AggKind::StdDevSample(_) => n.stddev = true,
+            AggKind::Percentile(..) => n.percentile = true,
+            AggKind::Count => {}
+        }
+    }
+
+    // The accumulator: only what is needed.
+    let mut acc_fields = Vec::new();
+    let mut acc_init = Vec::new();
+    let mut acc_add = Vec::new();
+    let mut acc_merge = Vec::new();
+    let mut acc_reset = Vec::new();
+    // Events are always counted: `count()` reads it, and so do counting triggers.
+    acc_fields.push(quote!(__events: u64));
+    acc_init.push(quote!(__events: 0));
+    acc_add.push(quote!(acc.__events += 1;));
+    acc_merge.push(quote!(into.__events += from.__events;));
+    acc_reset.push(quote!(acc.__events = 0;));
+    for (f, n) in &fields {
+        let cnt = format_ident!("{}_n", f);
+        let sum = format_ident!("{}_sum", f);
+        let min = format_ident!("{}_min", f);
+        let max = format_ident!("{}_max", f);
+        let sd = format_ident!("{}_sd", f);
+        let pct = format_ident!("{}_pct", f);
+        let mut fold = vec![quote!(acc.#cnt += 1;)];
+        acc_fields.push(quote!(#cnt: u64));
+        acc_init.push(quote!(#cnt: 0));
+        acc_merge.push(quote!(into.#cnt += from.#cnt;));
+        acc_reset.push(quote!(acc.#cnt = 0;));
+        if n.sum {
+            acc_fields.push(quote!(#sum: f64));
+            acc_init.push(quote!(#sum: 0.0));
+            fold.push(quote!(acc.#sum += __v;));
+            acc_merge.push(quote!(into.#sum += from.#sum;));
+            acc_reset.push(quote!(acc.#sum = 0.0;));
+        }
+        if n.min {
+            acc_fields.push(quote!(#min: f64));
+            acc_init.push(quote!(#min: f64::INFINITY));
+            fold.push(quote!(if __v < acc.#min { acc.#min = __v; }));
+            acc_merge.push(quote!(if from.#min < into.#min { into.#min = from.#min; }));
+            acc_reset.push(quote!(acc.#min = f64::INFINITY;));
+        }
+        if n.max {
+            acc_fields.push(quote!(#max: f64));
+            acc_init.push(quote!(#max: f64::NEG_INFINITY));
+            fold.push(quote!(if __v > acc.#max { acc.#max = __v; }));
+            acc_merge.push(quote!(if from.#max > into.#max { into.#max = from.#max; }));
+            acc_reset.push(quote!(acc.#max = f64::NEG_INFINITY;));
+        }
+        if n.stddev {
+            acc_fields.push(quote!(#sd: #p::StdDevAccumulator));
+            acc_init.push(quote!(#sd: ::core::default::Default::default()));
+            fold.push(quote!(acc.#sd.add(__v);));
+            acc_merge.push(quote!(into.#sd.merge(&from.#sd);));
+            acc_reset.push(quote!(acc.#sd = ::core::default::Default::default();));
+        }
+        if n.percentile {
+            acc_fields.push(quote!(#pct: #p::PercentileAccumulator));
+            acc_init.push(quote!(#pct: #p::PercentileAccumulator::new()));
+            fold.push(quote!(acc.#pct.add(__v);));
+            acc_merge.push(quote!(into.#pct.merge(&from.#pct);));
+            acc_reset.push(quote!(acc.#pct.clear();));
+        }
+        // The field access and the Numeric bound are spanned on the user's field name.
+        let read = quote_spanned!(f.span()=> #p::Numeric::to_f64(&e.#f));
+        acc_add.push(quote! {
+            if let ::core::option::Option::Some(__v) = #read {
+                #(#fold)*
+            }
+        });
+    }
+
+    // Key: the listed fields (types named through `Field<N>`) or the event's own key.
+    let (key_type, key_ref, key_cols, key_values, key_asserts) = match &m.key {
+        Some(keys) => {
+            let ids: Vec<u64> = keys.iter().map(|k| field_id(&k.to_string())).collect();
+            let types: Vec<TokenStream> = keys
+                .iter()
+                .zip(&ids)
+                .map(|(k, id)| quote_spanned!(k.span()=> <#event as #p::Field<#id>>::Type))
+                .collect();
+            let gets = keys
+                .iter()
+                .zip(&ids)
+                .map(|(k, id)| quote_spanned!(k.span()=> <#event as #p::Field<#id>>::get(e)));
+            let idx = (0..keys.len()).map(syn::Index::from);
+            let asserts = keys
+                .iter()
+                .zip(&types)
+                .map(|(k, t)| quote_spanned!(k.span()=> #p::assert_group_key::<#t>();));
+            (
+                quote!((#(#types,)*)),
+                quote!(#p::Refs((#(#gets,)*))),
+                {
+                    let docs = keys.iter().map(|k| format!("Key field `{k}`."));
+                    quote!(#(#[doc = #docs] pub #keys: #types,)*)
+                },
+                quote!(#(#keys: ::core::clone::Clone::clone(&fired.key.#idx),)*),
+                quote!(#(#asserts)*),
+            )
+        }
+        None => (
+            quote!(<#event as #p::Event>::Key),
+            quote!(<#event as #p::Event>::key_ref(e)),
+            quote!(#[doc = "The event's key (its `#[event(key)]` fields)."] pub key: <#event as #p::Event>::Key,),
+            quote!(key: ::core::clone::Clone::clone(fired.key),),
+            quote!(),
+        ),
+    };
+
+    // Row columns, one per output.
+    let mut cols = Vec::new();
+    let mut values = Vec::new();
+    for a in &m.aggs {
+        let out = &a.name;
+        let a_call = &a.call;
+        let (ty, v) = match &a.kind {
+            AggKind::Count => (quote!(u64), quote!(acc.__events)),
+            AggKind::Sum(f) => {
+                let s = format_ident!("{}_sum", f);
+                (quote!(f64), quote!(acc.#s))
+            }
+            AggKind::Avg(f) => {
+                let (s, n) = (format_ident!("{}_sum", f), format_ident!("{}_n", f));
+                (
+                    quote!(::core::option::Option<f64>),
+                    quote!((acc.#n > 0).then(|| acc.#s / acc.#n as f64)),
+                )
+            }
+            AggKind::Min(f) => {
+                let (x, n) = (format_ident!("{}_min", f), format_ident!("{}_n", f));
+                (
+                    quote!(::core::option::Option<f64>),
+                    quote!((acc.#n > 0).then_some(acc.#x)),
+                )
+            }
+            AggKind::Max(f) => {
+                let (x, n) = (format_ident!("{}_max", f), format_ident!("{}_n", f));
+                (
+                    quote!(::core::option::Option<f64>),
+                    quote!((acc.#n > 0).then_some(acc.#x)),
+                )
+            }
+            AggKind::StdDev(f) => {
+                let sd = format_ident!("{}_sd", f);
+                (
+                    quote!(::core::option::Option<f64>),
+                    quote!((acc.#sd.count > 0).then(|| acc.#sd.population())),
+                )
+            }
+            AggKind::StdDevSample(f) => {
+                let sd = format_ident!("{}_sd", f);
+                (
+                    quote!(::core::option::Option<f64>),
+                    quote!((acc.#sd.count > 1).then(|| acc.#sd.sample())),
+                )
+            }
+            AggKind::Percentile(f, pc) => {
+                let pct = format_ident!("{}_pct", f);
+                (
+                    quote!(::core::option::Option<f64>),
+                    quote!(acc.#pct.percentile(#pc)),
+                )
+            }
+        };
+        let doc = format!(
+            "`{}`",
+            quote!(#a_call)
+                .to_string()
+                .replace(" (", "(")
+                .replace(" ,", ",")
+        );
+        cols.push(quote!(#[doc = #doc] pub #out: #ty,));
+        values.push(quote!(#out: #v,));
+    }
+
+    let spec = match m.window {
+        WindowModel::Tumbling { size, offset } => {
+            let (size, offset) = (size as i64, offset as i64);
+            quote!(#p::WindowSpec::Tumbling { size: #size, offset: #offset })
+        }
+        WindowModel::Sliding {
+            size,
+            slide,
+            offset,
+        } => {
+            let (size, slide, offset) = (size as i64, slide as i64, offset as i64);
+            quote!(#p::WindowSpec::Sliding { size: #size, slide: #slide, offset: #offset })
+        }
+        WindowModel::Session { gap } => {
+            let gap = gap as i64;
+            quote!(#p::WindowSpec::Session { gap: #gap })
+        }
+    };
+    let lateness = m.lateness;
+    let bound = m.bound;
+    let mut watermark =
+        quote!(#p::BoundedOutOfOrdernessWatermark::new(#p::Duration::from_millis(#bound)));
+    if let Some(idle) = m.idle_timeout {
+        watermark = quote!(#watermark.with_idle_timeout(#p::Duration::from_millis(#idle)));
+    }
+    if let Some(every) = m.emit_every {
+        watermark = quote!(#p::PeriodicWatermarkGenerator::new(#p::Duration::from_millis(#every), ::std::boxed::Box::new(#watermark)));
+    }
+    let late = if m.drop_late {
+        quote!(.with_late_event_handler(#p::LateEventHandler::new(#p::Duration::from_millis(#lateness)).dropping()))
+    } else {
+        quote!()
+    };
+    let trigger = m.trigger.as_ref().map(|t| quote!(.with_trigger(#t)));
+    let filter = m.filter.as_ref().map(|f| {
+        quote! {
+            let __keep = #p::filter_fn::<#event>(#f);
+            if !__keep(e) {
+                return ::core::result::Result::Ok(#p::Fed::Filtered(__ts));
+            }
+        }
+    });
+    let row_doc =
+        format!("A result row of [`{name}`]: the key, the window and one column per output.");
+    let acc_init2 = acc_init.clone();
+
+    quote! {
+        #(#attrs)*
+        #[derive(Debug, Clone, Copy, Default)]
+        #vis struct #name;
+
+        #[doc = #row_doc]
+        #[derive(Debug, Clone, PartialEq, #p::serde::Serialize)]
+        #[serde(crate = "::llm_optimizer_processor::__private::serde")]
+        #vis struct #row {
+            #key_cols
+            /// Window start.
+            pub window_start: #p::DateTime<#p::Utc>,
+            /// Window end.
+            pub window_end: #p::DateTime<#p::Utc>,
+            /// Whether this row revises an earlier row of the same key and window.
+            pub is_update: bool,
+            #(#cols)*
+        }
+
+        #[doc(hidden)]
+        #[doc = "The accumulator of one key and window: only what the outputs need."]
+        #[derive(Debug, Clone)]
+        #vis struct #acc {
+            #(#acc_fields,)*
+        }
+
+        impl ::core::default::Default for #acc {
+            fn default() -> Self {
+                #acc { #(#acc_init,)* }
+            }
+        }
+
+        #[doc(hidden)]
+        #[doc = "The aggregation of this pipeline."]
+        #[derive(Debug, Clone, Copy, Default)]
+        #vis struct #func;
+
+        #[automatically_derived]
+        impl #p::WindowFunction for #func {
+            type Input = #event;
+            type Acc = #acc;
+            #[inline]
+            fn create(&self) -> #acc {
+                #acc { #(#acc_init2,)* }
+            }
+            #[inline]
+            fn add(&self, acc: &mut #acc, e: &#event) {
+                #(#acc_add)*
+            }
+            #[inline]
+            fn merge(&self, into: &mut #acc, from: &#acc) {
+                #(#acc_merge)*
+            }
+            fn count(&self, acc: &#acc) -> u64 {
+                acc.__events
+            }
+            fn reset(&self, acc: &mut #acc) {
+                #(#acc_reset)*
+            }
+        }
+
+        #[automatically_derived]
+        impl #p::Plan for #name {
+            type Event = #event;
+            type Key = #key_type;
+            type Func = #func;
+            type Row = #row;
+
+            fn function(&self) -> #func {
+                #func
+            }
+
+            #[inline]
+            fn feed<__T, __E>(
+                &self,
+                op: &mut #p::WindowOperator<Self::Key, #func, __T>,
+                partition_watermark: i64,
+                e: &#event,
+                envelope: #p::Envelope,
+                emit: &mut __E,
+            ) -> #p::ProcessorResult<#p::Fed>
+            where
+                __T: #p::WindowTrigger,
+                __E: FnMut(#p::Fired<'_, Self::Key, #acc>),
+            {
+                let __ts = match envelope.timestamp {
+                    ::core::option::Option::Some(t) => t,
+                    ::core::option::Option::None => <#event as #p::Event>::event_time_millis(e),
+                };
+                #filter
+                let __key = #key_ref;
+                ::core::result::Result::Ok(#p::Fed::Offered(
+                    __ts,
+                    op.on_event(partition_watermark, __ts, &__key, e, emit),
+                ))
+            }
+
+            fn row(&self, _: &#func, fired: #p::Fired<'_, Self::Key, #acc>) -> #row {
+                let acc = fired.acc;
+                #row {
+                    #key_values
+                    window_start: #p::from_millis(fired.start),
+                    window_end: #p::from_millis(fired.end),
+                    is_update: fired.is_update,
+                    #(#values)*
+                }
+            }
+        }
+
+        impl #name {
+            /// A pipeline builder with this declaration's window, watermark and aggregations;
+            /// add a source and sinks, then `build()` and `run()`.
+            #vis fn pipeline() -> #p::PipelineBuilder<#event, #name> {
+                #p::PipelineBuilder::from_plan(#name)
+                    .with_window(#spec)
+                    .with_allowed_lateness(#p::Duration::from_millis(#lateness))
+                    .with_watermark_generator(#watermark)
+                    #late
+                    #trigger
+            }
+        }
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn __assert_keys(e: &#event) {
+                let _ = e;
+                #key_asserts
+            }
+        };
+    }
+}
+
+/// After an error: the types the user refers to, so that only the real mistake is reported.
+pub fn fallback(decl: &PipelineDecl) -> TokenStream {
+    let p = quote!(::llm_optimizer_processor::__private);
+    let name = &decl.name;
+    let vis = &decl.vis;
+    let row = format_ident!("{}Row", name);
+    let event = &decl.event;
+    quote! {
+        #[allow(missing_docs)]
+        #[derive(Debug, Clone, Copy, Default)]
+        #vis struct #name;
+        #[allow(missing_docs)]
+        #[derive(Debug, Clone, PartialEq)]
+        #vis struct #row;
+        impl #name {
+            #[allow(missing_docs)]
+            #vis fn pipeline() -> #p::PipelineBuilder<#event, #p::DynamicPlan<#event>> {
+                ::core::panic!("this pipeline! declaration has compile errors")
+            }
+        }
+    }
+}
