@@ -96,7 +96,7 @@ pub fn parse(cx: &Ctxt, expr: &Expr, what: &str, allow_zero: bool) -> Option<Dur
 /// `5m`, `90s`: the shortest exact way to write a duration.
 pub fn show(millis: u64) -> String {
     for (unit, factor) in UNITS.iter().rev() {
-        if millis % factor == 0 && millis > 0 {
+        if millis.is_multiple_of(*factor) && millis > 0 {
             return format!("{}{unit}", millis / factor);
         }
     }

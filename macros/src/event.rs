@@ -131,7 +131,7 @@ fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<Vec<EventField<'a>>> {
                     _ => cx.error_spanned_by(
                         &meta.path,
                         format!(
-                            "unknown event attribute `{name}`{}; the attributes are `key`, `timestamp` (with `unit = \"…\"` for integers) and `value`",
+                            "unknown event attribute `{name}`{} (the attributes are `key`, `timestamp`, with `unit = \"…\"` for integers, and `value`)",
                             did_you_mean(&name, ATTRIBUTES)
                         ),
                     ),
@@ -216,17 +216,22 @@ fn generate(input: &DeriveInput, fields: &[EventField<'_>]) -> TokenStream {
 
     // Type rules, spanned on the user's types so rustc's message lands there.
     let ts_ty = ts.ty;
-    let ts_assert = match ts.unit {
-        Some(_) => quote_spanned!(ts_ty.span()=> #p::assert_integer_time::<#ts_ty>();),
-        None => quote_spanned!(ts_ty.span()=> #p::assert_event_time::<#ts_ty>();),
+    let ts_assert = {
+        let p = private(ts_ty.span());
+        match ts.unit {
+            Some(_) => quote_spanned!(ts_ty.span()=> #p::assert_integer_time::<#ts_ty>();),
+            None => quote_spanned!(ts_ty.span()=> #p::assert_event_time::<#ts_ty>();),
+        }
     };
     let key_asserts = keys.iter().map(|f| {
         let ty = f.ty;
+        let p = private(ty.span());
         quote_spanned!(ty.span()=> #p::assert_group_key::<#ty>();)
     });
     let value_assert = value.map(|v| {
         let ty = v.ty;
         let id = v.ident;
+        let p = private(ty.span());
         quote_spanned!(ty.span()=> #p::assert_numeric::<#ty>(&__e.#id);)
     });
     let field_impls = fields.iter().map(|f| {
@@ -246,12 +251,28 @@ fn generate(input: &DeriveInput, fields: &[EventField<'_>]) -> TokenStream {
     });
     let assert_fn = format_ident!("__assert_{}_fields", name.to_string().to_lowercase());
 
+    // The key types are spanned on the first key field, where a non-hashable type is reported.
+    let key_span = keys.first().map_or_else(Span::call_site, |f| f.ty.span());
+    let (key_type, key_ref_type) = if keys.is_empty() {
+        (key_type, key_ref_type)
+    } else {
+        let p = private(key_span);
+        let types = keys.iter().map(|f| f.ty);
+        let types2 = keys.iter().map(|f| f.ty);
+        (
+            quote_spanned!(key_span=> (#(#types,)*)),
+            quote_spanned!(key_span=> #p::Refs<(#(&'__a #types2,)*)>),
+        )
+    };
+    let key_assoc = quote_spanned! {key_span=>
+        type Key = #key_type;
+        type KeyRef<'__a> = #key_ref_type where Self: '__a;
+    };
     quote! {
         const _: () = {
             #[automatically_derived]
             impl #p::Event for #name {
-                type Key = #key_type;
-                type KeyRef<'__a> = #key_ref_type where Self: '__a;
+                #key_assoc
                 const KEY_FIELDS: &'static [&'static str] = &[#(#key_names),*];
                 const TIMESTAMP_FIELD: &'static str = #ts_name;
                 const VALUE_FIELD: ::core::option::Option<&'static str> = #value_name;
@@ -283,4 +304,10 @@ fn generate(input: &DeriveInput, fields: &[EventField<'_>]) -> TokenStream {
             }
         };
     }
+}
+
+/// The runtime's private path, spanned at `span` so that errors in generated code point
+/// at the user's token rather than at the derive.
+pub fn private(span: Span) -> TokenStream {
+    quote_spanned!(span=> ::llm_optimizer_processor::__private)
 }

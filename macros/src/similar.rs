@@ -24,10 +24,10 @@ pub fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// `; did you mean `x`?` or nothing.
+/// `: did you mean `x`?` or nothing.
 pub fn did_you_mean(name: &str, candidates: &[&str]) -> String {
     closest(name, candidates)
-        .map(|c| format!("; did you mean `{c}`?"))
+        .map(|c| format!(": did you mean `{c}`?"))
         .unwrap_or_default()
 }
 

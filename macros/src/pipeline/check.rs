@@ -152,21 +152,23 @@ fn value<'a>(cx: &Ctxt, (name, body): &(&'a Ident, &'a SectionBody)) -> Option<&
 /// Rule: sections are among `SECTIONS`, each at most once; `window` and `aggregate` are required.
 fn check_sections<'a>(cx: &Ctxt, decl: &'a PipelineDecl) -> Sections<'a> {
     let mut seen: Sections<'a> = BTreeMap::new();
+    // A misspelt required section is reported once, as misspelt, not also as missing.
+    let mut suggested: Vec<&str> = Vec::new();
     for s in &decl.sections {
         let n = s.name.to_string();
         if !SECTIONS.contains(&n.as_str()) {
+            suggested.extend(crate::similar::closest(&n, SECTIONS));
             cx.error_spanned_by(
                 &s.name,
                 format!(
-                    "unknown section `{n}`{}; the sections are {}",
+                    "unknown section `{n}`{} (the sections are {})",
                     did_you_mean(&n, SECTIONS),
                     list(SECTIONS)
                 ),
             );
             continue;
         }
-        if let Some((first, _)) = seen.get(&n) {
-            let _ = first;
+        if seen.contains_key(&n) {
             cx.error_spanned_by(
                 &s.name,
                 format!("duplicate section `{n}`: it is already declared above; keep one"),
@@ -175,7 +177,7 @@ fn check_sections<'a>(cx: &Ctxt, decl: &'a PipelineDecl) -> Sections<'a> {
         }
         seen.insert(n, (&s.name, &s.body));
     }
-    if !seen.contains_key("window") {
+    if !seen.contains_key("window") && !suggested.contains(&"window") {
         cx.error_spanned_by(
             &decl.name,
             format!(
@@ -184,7 +186,7 @@ fn check_sections<'a>(cx: &Ctxt, decl: &'a PipelineDecl) -> Sections<'a> {
             ),
         );
     }
-    if !seen.contains_key("aggregate") {
+    if !seen.contains_key("aggregate") && !suggested.contains(&"aggregate") {
         cx.error_spanned_by(&decl.name, format!("pipeline `{}` has no `aggregate` section; add e.g. `aggregate {{ requests: count() }}`", decl.name));
     }
     seen
@@ -251,7 +253,7 @@ fn named<'a>(cx: &Ctxt, args: &CallArgs<'a>, allowed: &[&str]) -> BTreeMap<Strin
             cx.error_spanned_by(
                 n,
                 format!(
-                    "`{}` has no option `{s}`{}; its options are {}",
+                    "`{}` has no option `{s}`{} (its options are {})",
                     args.func,
                     did_you_mean(&s, allowed),
                     list(allowed)
@@ -366,7 +368,7 @@ fn check_window(cx: &Ctxt, e: &Expr) -> Option<(WindowModel, u64)> {
             Some((WindowModel::Session { gap: gap.millis }, lateness?))
         }
         other => {
-            cx.error_at(args.func_span, format!("unknown window `{other}`{}; the windows are `tumbling(size)`, `sliding(size, slide)` and `session(gap = …)`", did_you_mean(other, &["tumbling", "sliding", "session"])));
+            cx.error_at(args.func_span, format!("unknown window `{other}`{} (the windows are `tumbling(size)`, `sliding(size, slide)` and `session(gap = …)`)", did_you_mean(other, &["tumbling", "sliding", "session"])));
             None
         }
     }
@@ -384,7 +386,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 fn check_watermark(cx: &Ctxt, e: &Expr) -> Option<(u64, Option<u64>, Option<u64>)> {
     let args = call_args(cx, e, "watermark", "bounded_out_of_orderness(30s)")?;
     if args.func != "bounded_out_of_orderness" {
-        cx.error_at(args.func_span, format!("unknown watermark `{}`{}; use `bounded_out_of_orderness(30s)` (options `emit_every = 10s`, `idle_timeout = 1m`)", args.func, did_you_mean(&args.func, &["bounded_out_of_orderness"])));
+        cx.error_at(args.func_span, format!("unknown watermark `{}`{} (the watermark is `bounded_out_of_orderness(30s)`, with options `emit_every = 10s` and `idle_timeout = 1m`)", args.func, did_you_mean(&args.func, &["bounded_out_of_orderness"])));
         return None;
     }
     let named = named(cx, &args, &["emit_every", "idle_timeout"]);
@@ -456,7 +458,7 @@ fn check_late(cx: &Ctxt, e: &Expr) -> bool {
         Some("drop") => true,
         other => {
             let name = other.unwrap_or("");
-            cx.error_spanned_by(e, format!("unknown late handling{}; write `late: side_output` (late events go to the side output) or `late: drop`", did_you_mean(name, &["side_output", "drop"])));
+            cx.error_spanned_by(e, format!("unknown late handling{} (write `late: side_output` to send late events to the side output, or `late: drop`)", did_you_mean(name, &["side_output", "drop"])));
             false
         }
     }
@@ -489,7 +491,7 @@ fn check_aggregates(cx: &Ctxt, entries: &[AggEntry], key: Option<&Vec<Ident>>) -
                 format!("`{n}` is a column every row already has; choose another output name"),
             );
         }
-        if key.is_some_and(|k| k.iter().any(|f| *f == entry.name)) {
+        if key.is_some_and(|k| k.contains(&entry.name)) {
             cx.error_spanned_by(&entry.name, format!("output `{n}` has the name of a key field, which is a column of every row; choose another output name"));
         }
         if let Some(kind) = check_aggregation(cx, &entry.call) {
@@ -574,7 +576,7 @@ fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<AggKind> {
         "average" | "mean" => {
             cx.error_spanned_by(
                 &func,
-                format!("unknown aggregation `{name}`; did you mean `avg`?"),
+                format!("unknown aggregation `{name}`: did you mean `avg`?"),
             );
             None
         }
@@ -586,7 +588,7 @@ fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<AggKind> {
                 .map_or("latency_ms".to_string(), |f| f.to_string());
             cx.error_spanned_by(
                 &func,
-                format!("unknown aggregation `{name}`; did you mean `percentile({field}, {p})`?"),
+                format!("unknown aggregation `{name}`: did you mean `percentile({field}, {p})`?"),
             );
             None
         }
@@ -594,7 +596,7 @@ fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<AggKind> {
             cx.error_spanned_by(
                 &func,
                 format!(
-                    "unknown aggregation `{other}`{}; the aggregations are {}",
+                    "unknown aggregation `{other}`{} (the aggregations are {})",
                     did_you_mean(other, AGGREGATIONS),
                     list(AGGREGATIONS)
                 ),

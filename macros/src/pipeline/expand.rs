@@ -113,7 +113,8 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
             acc_reset.push(quote!(acc.#pct.clear();));
         }
         // The field access and the Numeric bound are spanned on the user's field name.
-        let read = quote_spanned!(f.span()=> #p::Numeric::to_f64(&e.#f));
+        let pf = crate::event::private(f.span());
+        let read = quote_spanned!(f.span()=> #pf::Numeric::to_f64(&e.#f));
         acc_add.push(quote! {
             if let ::core::option::Option::Some(__v) = #read {
                 #(#fold)*
@@ -122,13 +123,21 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
     }
 
     // Key: the listed fields (types named through `Field<N>`) or the event's own key.
+    let key_span = m
+        .key
+        .as_ref()
+        .and_then(|k| k.first())
+        .map_or_else(proc_macro2::Span::call_site, |k| k.span());
     let (key_type, key_ref, key_cols, key_values, key_asserts) = match &m.key {
         Some(keys) => {
             let ids: Vec<u64> = keys.iter().map(|k| field_id(&k.to_string())).collect();
             let types: Vec<TokenStream> = keys
                 .iter()
                 .zip(&ids)
-                .map(|(k, id)| quote_spanned!(k.span()=> <#event as #p::Field<#id>>::Type))
+                .map(|(k, id)| {
+                    let p = crate::event::private(k.span());
+                    quote_spanned!(k.span()=> <#event as #p::Field<#id>>::Type)
+                })
                 .collect();
             let gets = keys
                 .iter()
@@ -270,6 +279,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
     let row_doc =
         format!("A result row of [`{name}`]: the key, the window and one column per output.");
     let acc_init2 = acc_init.clone();
+    let key_assoc = quote_spanned!(key_span=> type Key = #key_type;);
 
     quote! {
         #(#attrs)*
@@ -335,7 +345,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
         #[automatically_derived]
         impl #p::Plan for #name {
             type Event = #event;
-            type Key = #key_type;
+            #key_assoc
             type Func = #func;
             type Row = #row;
 

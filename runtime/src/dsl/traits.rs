@@ -165,7 +165,7 @@ pub fn assert_event_time<T: EventTime + ?Sized>() {}
 /// Compile-time check that `T` can be an integer timestamp.
 pub fn assert_integer_time<T: IntegerTime + ?Sized>() {}
 /// Compile-time check that `T` can be a key field.
-pub fn assert_group_key<T: GroupKey + ?Sized>() {}
+pub fn assert_group_key<T: GroupKey>() {}
 /// Compile-time check that a field can be measured.
 pub fn assert_numeric<T: Numeric + ?Sized>(_: &T) {}
 

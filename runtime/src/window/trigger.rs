@@ -78,7 +78,8 @@ impl CountTrigger {
 
 impl WindowTrigger for CountTrigger {
     fn should_fire(&self, window: &Window, watermark: &Watermark, element_count: u64) -> bool {
-        watermark.timestamp >= window.end || (element_count > 0 && element_count % self.count == 0)
+        watermark.timestamp >= window.end
+            || (element_count > 0 && element_count.is_multiple_of(self.count))
     }
     fn should_purge(&self, _: &Window, _: &Watermark) -> bool {
         false

@@ -1,0 +1,9 @@
+use llm_optimizer_processor::prelude::*;
+
+#[derive(Serialize, Deserialize, Event)]
+struct Req {
+    #[event(timestamp)]
+    timestamp: String,
+}
+
+fn main() {}

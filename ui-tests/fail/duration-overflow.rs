@@ -1,0 +1,20 @@
+use llm_optimizer_processor::prelude::*;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+struct Req {
+    #[event(key)]
+    model: String,
+    #[event(timestamp)]
+    timestamp: DateTime<Utc>,
+    latency_ms: f64,
+    label: String,
+}
+
+pipeline! {
+    pipeline Latency for Req {
+        window: tumbling(99999999999999999999d),
+        aggregate { requests: count() }
+    }
+}
+
+fn main() {}
