@@ -31,7 +31,10 @@ pub(crate) fn nearest_rank(p: f64, n: u64) -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PercentileAccumulator {
     values: Vec<f64>,
+    /// The sketch; kept allocated after [`clear`](Self::clear) for reuse.
     sketch: Option<Box<DdSketch>>,
+    /// Whether the values live in the sketch (else in `values`).
+    sketched: bool,
 }
 
 impl PercentileAccumulator {
@@ -40,40 +43,52 @@ impl PercentileAccumulator {
         Self::default()
     }
 
+    fn sketch_mut(&mut self) -> &mut DdSketch {
+        self.sketch.get_or_insert_with(|| Box::new(DdSketch::new()))
+    }
+
     /// Adds a value.
     pub fn add(&mut self, v: f64) {
-        match &mut self.sketch {
-            Some(s) => s.add(v),
-            None => {
-                self.values.push(v);
-                if self.values.len() > EXACT_PERCENTILE_LIMIT {
-                    self.spill_to_sketch();
-                }
+        if self.sketched {
+            self.sketch_mut().add(v);
+        } else {
+            self.values.push(v);
+            if self.values.len() > EXACT_PERCENTILE_LIMIT {
+                self.spill_to_sketch();
             }
         }
     }
 
     fn spill_to_sketch(&mut self) {
-        let mut s = DdSketch::new();
-        for v in self.values.drain(..) {
+        let mut values = std::mem::take(&mut self.values);
+        let s = self.sketch_mut();
+        s.clear();
+        for v in values.drain(..) {
             s.add(v);
         }
-        self.values = Vec::new();
-        self.sketch = Some(Box::new(s));
+        self.values = values;
+        self.sketched = true;
     }
 
     /// Adds every value of another accumulator.
     pub fn merge(&mut self, o: &PercentileAccumulator) {
-        match (&mut self.sketch, &o.sketch) {
-            (Some(s), Some(os)) => s.merge(os),
-            (Some(s), None) => o.values.iter().for_each(|v| s.add(*v)),
-            (None, Some(os)) => {
-                let mut s = (**os).clone();
-                self.values.iter().for_each(|v| s.add(*v));
-                self.values = Vec::new();
-                self.sketch = Some(Box::new(s));
+        match (self.sketched, o.sketched) {
+            (true, true) => {
+                if let Some(os) = &o.sketch {
+                    self.sketch_mut().merge(os);
+                }
             }
-            (None, None) => {
+            (true, false) => {
+                let s = self.sketch_mut();
+                o.values.iter().for_each(|v| s.add(*v));
+            }
+            (false, true) => {
+                self.spill_to_sketch();
+                if let Some(os) = &o.sketch {
+                    self.sketch_mut().merge(os);
+                }
+            }
+            (false, false) => {
                 self.values.extend_from_slice(&o.values);
                 if self.values.len() > EXACT_PERCENTILE_LIMIT {
                     self.spill_to_sketch();
@@ -82,23 +97,26 @@ impl PercentileAccumulator {
         }
     }
 
-    /// Empties the accumulator, keeping its buffer.
+    /// Empties the accumulator, keeping its buffers for reuse.
     pub fn clear(&mut self) {
         self.values.clear();
-        self.sketch = None;
+        if let Some(s) = &mut self.sketch {
+            s.clear();
+        }
+        self.sketched = false;
     }
 
     /// Values added.
     pub fn count(&self) -> u64 {
-        match &self.sketch {
-            Some(s) => s.count(),
-            None => self.values.len() as u64,
+        match (&self.sketch, self.sketched) {
+            (Some(s), true) => s.count(),
+            _ => self.values.len() as u64,
         }
     }
 
     /// Whether the values are still kept exactly.
     pub fn is_exact(&self) -> bool {
-        self.sketch.is_none()
+        !self.sketched
     }
 
     /// Percentile `p` in (0, 100] by nearest rank; `None` when empty or `p` is out of range.
@@ -110,8 +128,8 @@ impl PercentileAccumulator {
     pub fn percentiles(&self, ps: &[f64]) -> Vec<Option<f64>> {
         let n = self.count();
         let valid = |p: f64| n > 0 && p > 0.0 && p <= 100.0;
-        match &self.sketch {
-            Some(s) => ps
+        match (&self.sketch, self.sketched) {
+            (Some(s), true) => ps
                 .iter()
                 .map(|&p| {
                     valid(p)
@@ -119,7 +137,7 @@ impl PercentileAccumulator {
                         .flatten()
                 })
                 .collect(),
-            None => {
+            _ => {
                 let mut sorted = self.values.clone();
                 sorted.sort_by(f64::total_cmp);
                 ps.iter()

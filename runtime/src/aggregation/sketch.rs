@@ -78,6 +78,16 @@ impl DdSketch {
         2.0 * g.powi(index) / (g + 1.0)
     }
 
+    /// Empties the sketch, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.positive.bins.clear();
+        self.negative.bins.clear();
+        self.zero = 0;
+        self.count = 0;
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+    }
+
     /// Adds a finite value (non-finite values are ignored: the pipeline rejects them first).
     pub fn add(&mut self, v: f64) {
         if !v.is_finite() {

@@ -111,6 +111,35 @@ pub struct WindowOperator<K, F: WindowFunction, T = EventTimeTrigger> {
     timers: BinaryHeap<Reverse<(i64, u32)>>,
     watermark: i64,
     scratch: Option<F::Acc>,
+    /// Accumulators of purged windows, reset and reused for new ones, so that steady
+    /// state allocates nothing (percentile buffers keep their capacity).
+    pool: Vec<F::Acc>,
+}
+
+/// Accumulators kept for reuse at most.
+const POOL_LIMIT: usize = 4096;
+
+/// Removes the segments `keep` rejects, moving their accumulators to `pool`; returns how
+/// many were removed.
+fn purge<A>(
+    segs: &mut Vec<slots::Segment<A>>,
+    pool: &mut Vec<A>,
+    mut keep: impl FnMut(&slots::Segment<A>) -> bool,
+) -> usize {
+    let mut removed = 0;
+    let mut i = 0;
+    while i < segs.len() {
+        if keep(&segs[i]) {
+            i += 1;
+        } else {
+            let s = segs.swap_remove(i);
+            if pool.len() < POOL_LIMIT {
+                pool.push(s.acc);
+            }
+            removed += 1;
+        }
+    }
+    removed
 }
 
 impl<K: Hash + Eq, F: WindowFunction> WindowOperator<K, F, EventTimeTrigger> {
@@ -157,6 +186,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
             timers: BinaryHeap::new(),
             watermark: i64::MIN,
             scratch: None,
+            pool: Vec::new(),
         })
     }
 
@@ -241,6 +271,17 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
                 Mode::Panes(grid) => self.pane_timer(grid, id, emit),
                 Mode::Sessions { .. } => self.session_timer(id, emit),
             }
+        }
+    }
+
+    /// A fresh accumulator: a reset one from the pool, or a new one.
+    fn fresh_acc(&mut self) -> F::Acc {
+        match self.pool.pop() {
+            Some(mut acc) => {
+                self.func.reset(&mut acc);
+                acc
+            }
+            None => self.func.create(),
         }
     }
 

@@ -123,19 +123,26 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         };
 
         let id = self.slots.find_or_insert(key);
-        let slot = self.slots.get_mut(id);
-        let (idx, created) = match slot
+        let found = self
+            .slots
+            .get(id)
             .segs
             .iter()
-            .position(|s| s.start == pane && s.min_end == marker)
-        {
-            Some(i) => (i, false),
-            None => {
+            .position(|s| s.start == pane && s.min_end == marker);
+        let fresh = if found.is_none() {
+            Some(self.fresh_acc())
+        } else {
+            None
+        };
+        let slot = self.slots.get_mut(id);
+        let (idx, created) = match (found, fresh) {
+            (Some(i), _) => (i, false),
+            (None, fresh) => {
                 slot.segs.push(Segment {
                     start: pane,
                     end: pane.saturating_add(g.pane),
                     min_end: marker,
-                    acc: self.func.create(),
+                    acc: fresh.expect("made when not found"),
                     emitted: false,
                     dirty: false,
                     replaced: Vec::new(),
@@ -236,9 +243,8 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
 
         // Drop panes whose last window is past its allowed lateness (or that the trigger purges).
         let slot = self.slots.get_mut(id);
-        let before = slot.segs.len();
         let trigger = &self.trigger;
-        slot.segs.retain(|s| {
+        let removed = super::purge(&mut slot.segs, &mut self.pool, |s| {
             let last = g.last_end(s.start);
             if last.saturating_add(lateness) <= wm {
                 return false;
@@ -248,7 +254,6 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
                 !(last <= wm && trigger.should_purge(&window, &Watermark::from_millis(wm)))
             }
         });
-        let removed = before - slot.segs.len();
         let empty = slot.segs.is_empty();
         let wake = slot
             .segs

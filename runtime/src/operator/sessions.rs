@@ -37,8 +37,19 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         }
 
         let id = self.slots.find_or_insert(key);
-        let slot = self.slots.get_mut(id);
         let (lo, hi) = (start, end);
+        let needs_new = !self
+            .slots
+            .get(id)
+            .segs
+            .iter()
+            .any(|s| s.start <= hi && lo <= s.end);
+        let mut fresh = if needs_new {
+            Some(self.fresh_acc())
+        } else {
+            None
+        };
+        let slot = self.slots.get_mut(id);
         let mut overlapping = slot
             .segs
             .iter()
@@ -67,7 +78,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
                     start: lo,
                     end: hi,
                     min_end: i64::MIN,
-                    acc: self.func.create(),
+                    acc: fresh.take().expect("made when no session overlaps"),
                     emitted: false,
                     dirty: false,
                     replaced: Vec::new(),
@@ -166,9 +177,8 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
                 seg.dirty = false;
             }
         }
-        let before = slot.segs.len();
         let trigger = &self.trigger;
-        slot.segs.retain(|s| {
+        let removed = super::purge(&mut slot.segs, &mut self.pool, |s| {
             if s.end.saturating_add(lateness) <= wm {
                 return false;
             }
@@ -179,7 +189,6 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
                         &Watermark::from_millis(wm),
                     ))
         });
-        let removed = before - slot.segs.len();
         let wake = slot
             .segs
             .iter()
