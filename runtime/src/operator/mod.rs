@@ -120,23 +120,24 @@ pub struct WindowOperator<K, F: WindowFunction, T = EventTimeTrigger> {
 const POOL_LIMIT: usize = 4096;
 
 /// Removes the segments `keep` rejects, moving their accumulators to `pool`; returns how
-/// many were removed.
+/// many were removed. The kept segments stay in order, so panes merge in the same order
+/// (and floating-point sums come out the same) however often the watermark was emitted.
 fn purge<A>(
     segs: &mut Vec<slots::Segment<A>>,
     pool: &mut Vec<A>,
     mut keep: impl FnMut(&slots::Segment<A>) -> bool,
 ) -> usize {
-    let mut removed = 0;
-    let mut i = 0;
-    while i < segs.len() {
+    let mut kept = 0;
+    for i in 0..segs.len() {
         if keep(&segs[i]) {
-            i += 1;
-        } else {
-            let s = segs.swap_remove(i);
-            if pool.len() < POOL_LIMIT {
-                pool.push(s.acc);
-            }
-            removed += 1;
+            segs.swap(kept, i);
+            kept += 1;
+        }
+    }
+    let removed = segs.len() - kept;
+    for s in segs.drain(kept..) {
+        if pool.len() < POOL_LIMIT {
+            pool.push(s.acc);
         }
     }
     removed
