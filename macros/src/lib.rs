@@ -49,3 +49,73 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 pub fn pipeline(input: TokenStream) -> TokenStream {
     pipeline::expand(input.into()).into()
 }
+
+#[cfg(test)]
+mod expansion_snapshots {
+    //! The expanded code of a few declarations, pretty-printed, so that a change to code
+    //! generation shows up in review (`cargo insta review`, or `INSTA_UPDATE=always`).
+
+    fn pretty(tokens: proc_macro2::TokenStream) -> String {
+        let file: syn::File = syn::parse2(tokens).expect("expansion parses as items");
+        prettyplease::unparse(&file)
+    }
+
+    #[test]
+    fn derive_event() {
+        let input: syn::DeriveInput = syn::parse_quote! {
+            pub struct FeedbackEvent {
+                #[event(key)] pub model: String,
+                #[event(key)] pub region: String,
+                #[event(timestamp)] pub timestamp: DateTime<Utc>,
+                #[event(value)] pub latency_ms: f64,
+            }
+        };
+        insta::assert_snapshot!(pretty(crate::event::expand(&input)));
+    }
+
+    #[test]
+    fn tumbling_latency_by_model() {
+        let input = quote::quote! {
+            /// Latency per model and region, every 5 minutes.
+            pub pipeline LatencyByModel for FeedbackEvent {
+                watermark: bounded_out_of_orderness(30s),
+                window: tumbling(5m, allowed_lateness = 1m),
+                key_by: (model, region),
+                aggregate {
+                    requests: count(),
+                    avg_latency: avg(latency_ms),
+                    p95_latency: percentile(latency_ms, 95),
+                    p99_latency: percentile(latency_ms, 99),
+                }
+                late: side_output,
+            }
+        };
+        insta::assert_snapshot!(pretty(crate::pipeline::expand(input)));
+    }
+
+    #[test]
+    fn sliding_with_filter() {
+        let input = quote::quote! {
+            pipeline Failures for FeedbackEvent {
+                watermark: bounded_out_of_orderness(10s, emit_every = 1s),
+                window: sliding(10m, 1m),
+                key_by: region,
+                filter: |e| !e.success,
+                aggregate { failures: count(), worst: max(latency_ms) }
+                late: drop,
+            }
+        };
+        insta::assert_snapshot!(pretty(crate::pipeline::expand(input)));
+    }
+
+    #[test]
+    fn session_default_key() {
+        let input = quote::quote! {
+            pipeline Sessions for Click {
+                window: session(gap = 30m),
+                aggregate { clicks: count(), dwell: sum(dwell_ms), sd: stddev_sample(dwell_ms) }
+            }
+        };
+        insta::assert_snapshot!(pretty(crate::pipeline::expand(input)));
+    }
+}
