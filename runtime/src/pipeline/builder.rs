@@ -343,6 +343,52 @@ impl<T> PipelineBuilder<T, DynamicPlan<T>>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
 {
+    /// Reads event time, key and measured value as `#[derive(Event)]` declares them
+    /// (timestamp units included) instead of by field name.
+    ///
+    /// ```
+    /// use llm_optimizer_processor::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// struct Gpu {
+    ///     #[event(key)] node: String,
+    ///     #[event(timestamp, unit = "s")] at: u64,
+    ///     #[event(value)] utilization: f64,
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let rows = CollectorSink::new();
+    /// create_pipeline::<Gpu>()
+    ///     .with_event_fields()
+    ///     .with_memory_source(vec![Gpu { node: "n1".into(), at: 61, utilization: 0.5 }])
+    ///     .with_tumbling_window(Duration::from_secs(60))
+    ///     .with_sink(rows.clone())
+    ///     .build()?
+    ///     .run()
+    ///     .await?;
+    /// let row = &rows.items()[0];
+    /// assert_eq!(row.key.to_string(), "node=n1");
+    /// assert_eq!(row.window.start_millis(), 60_000);
+    /// assert_eq!(row.results["average"], 0.5);
+    /// # Ok::<(), ProcessorError>(()) }).unwrap();
+    /// ```
+    pub fn with_event_fields(mut self) -> Self
+    where
+        T: crate::dsl::Event,
+    {
+        self.plan.extractor.timestamp_fn = Some(Box::new(|e: &T| {
+            Some(crate::time::from_millis(
+                crate::dsl::Event::event_time_millis(e),
+            ))
+        }));
+        self.plan.extractor.key_fn = Some(Box::new(|e: &T| crate::dsl::Event::grouping_key(e)));
+        self.plan.extractor.key_fields = T::KEY_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        if let Some(v) = T::VALUE_FIELD {
+            self.plan.extractor.value_field = Some(v.to_owned());
+        }
+        self
+    }
+
     /// Which statistics are computed (default: all, percentiles 50, 95, 99).
     pub fn with_aggregations(mut self, spec: AggregationSpec) -> Self {
         self.plan.func = DynamicAggregation::new(spec);
