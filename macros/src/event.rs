@@ -165,6 +165,9 @@ fn check(cx: &Ctxt, input: &DeriveInput, fields: &[EventField<'_>]) {
         cx.error_spanned_by(f.ident, format!("a second `#[event(value)]` (on `{}`; the first is on `{}`): keep one default measure", f.ident, values[0].ident));
     }
     for f in fields {
+        if f.key && is_float(f.ty) {
+            cx.error_spanned_by(f.ty, format!("`{}` cannot be a key field: floating-point numbers are not `Eq` (NaN ≠ NaN) nor `Hash`; key by a string, an integer or an enum, or bucket the value first", f.ident));
+        }
         if f.unit.is_some() && f.timestamp.is_none() {
             cx.error_spanned_by(f.ident, format!("`unit` belongs with `timestamp`: write `#[event(timestamp, unit = \"…\")]` on `{}`", f.ident));
         }
@@ -172,6 +175,26 @@ fn check(cx: &Ctxt, input: &DeriveInput, fields: &[EventField<'_>]) {
             cx.error_spanned_by(f.ident, format!("`{}` is both key and timestamp: keying by event time makes every event its own group; remove one", f.ident));
         }
     }
+}
+
+/// Whether a type is written `f32`, `f64` or `Option` of one (caught before rustc's
+/// trait errors, which would cascade).
+fn is_float(ty: &Type) -> bool {
+    let Type::Path(p) = ty else { return false };
+    let Some(last) = p.path.segments.last() else {
+        return false;
+    };
+    if last.ident == "f32" || last.ident == "f64" {
+        return true;
+    }
+    if last.ident == "Option" {
+        if let syn::PathArguments::AngleBracketed(a) = &last.arguments {
+            if let Some(syn::GenericArgument::Type(inner)) = a.args.first() {
+                return is_float(inner);
+            }
+        }
+    }
+    false
 }
 
 fn generate(input: &DeriveInput, fields: &[EventField<'_>]) -> TokenStream {
