@@ -49,6 +49,7 @@ pub mod state;
 pub mod time;
 pub mod watermark;
 pub mod window;
+pub mod workload;
 
 pub use aggregation::{AggregationResult, AggregationState, Aggregator};
 pub use error::{ErrorHandler, ErrorPolicy, ProcessorError, ProcessorResult};

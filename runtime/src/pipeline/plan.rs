@@ -74,6 +74,22 @@ pub struct DynamicPlan<T> {
     pub(crate) func: DynamicAggregation,
 }
 
+impl<T> DynamicPlan<T> {
+    /// A plan keyed by `key_fields`, measuring `value_field`, computing what `spec` enables
+    /// (what `create_pipeline().with_key_fields(…).with_value_field(…).with_aggregations(…)`
+    /// builds).
+    pub fn new(key_fields: &[&str], value_field: &str, spec: crate::aggregation::AggregationSpec) -> Self {
+        DynamicPlan {
+            extractor: FieldExtractor {
+                key_fields: key_fields.iter().map(|f| (*f).to_owned()).collect(),
+                value_field: Some(value_field.to_owned()),
+                ..FieldExtractor::default()
+            },
+            func: DynamicAggregation::new(spec),
+        }
+    }
+}
+
 impl<T> Default for DynamicPlan<T> {
     fn default() -> Self {
         DynamicPlan {

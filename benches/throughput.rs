@@ -1,0 +1,393 @@
+//! Throughput of the four benchmark queries, side by side in one run: the `pipeline!`
+//! generated operator, the dynamic `create_pipeline` plan, and a hand-written Rust loop
+//! doing the same keyed windowed work with the same parser, hash map and sketch.
+//!
+//! ```text
+//! cargo bench --bench throughput              # full: 1M events, 5 interleaved rounds
+//! cargo bench --bench throughput -- --quick   # 20k events, 1 round (what `cargo test` runs)
+//! ```
+//!
+//! Every variant's result rows are checked against the generated operator's before any
+//! time counts. Results go to stdout as a Markdown table (copied into BENCHMARKS.md).
+
+#![allow(unsafe_code, reason = "a counting global allocator wraps the system one")]
+
+use llm_optimizer_processor::aggregation::{AggregationKind, AggregationSpec, PercentileAccumulator, StdDevAccumulator};
+use llm_optimizer_processor::operator::{Fired, WindowOperator};
+use llm_optimizer_processor::pipeline::{DynamicPlan, Envelope, Fed};
+use llm_optimizer_processor::prelude::*;
+use llm_optimizer_processor::watermark::WatermarkGenerator;
+use llm_optimizer_processor::window::WindowSpec;
+use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+struct Counting;
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const BOUND_MS: i64 = 30_000;
+const LATENESS_MS: i64 = 60_000;
+
+pipeline! {
+    /// Q1: every latency statistic per model and region, tumbling 1 minute.
+    pipeline Q1 for FeedbackEvent {
+        watermark: bounded_out_of_orderness(30s),
+        window: tumbling(1m, allowed_lateness = 1m),
+        key_by: (model, region),
+        aggregate {
+            count: count(), sum: sum(latency_ms), avg: avg(latency_ms), min: min(latency_ms),
+            max: max(latency_ms), sd: stddev(latency_ms), p50: percentile(latency_ms, 50),
+            p95: percentile(latency_ms, 95), p99: percentile(latency_ms, 99),
+        }
+    }
+}
+
+pipeline! {
+    /// Q2: Q1 on sliding 5 minute windows every minute.
+    pipeline Q2 for FeedbackEvent {
+        watermark: bounded_out_of_orderness(30s),
+        window: sliding(5m, 1m, allowed_lateness = 1m),
+        key_by: (model, region),
+        aggregate {
+            count: count(), sum: sum(latency_ms), avg: avg(latency_ms), min: min(latency_ms),
+            max: max(latency_ms), sd: stddev(latency_ms), p50: percentile(latency_ms, 50),
+            p95: percentile(latency_ms, 95), p99: percentile(latency_ms, 99),
+        }
+    }
+}
+
+pipeline! {
+    /// Q3: sessions of 30 s gap per tenant and model.
+    pipeline Q3 for FeedbackEvent {
+        watermark: bounded_out_of_orderness(30s),
+        window: session(gap = 30s, allowed_lateness = 1m),
+        key_by: (tenant, model),
+        aggregate { count: count(), cost: sum(cost_usd), rating: avg(rating) }
+    }
+}
+
+pipeline! {
+    /// Q4: high cardinality, per model and tenant, tumbling 1 minute.
+    pipeline Q4 for FeedbackEvent {
+        watermark: bounded_out_of_orderness(30s),
+        window: tumbling(1m, allowed_lateness = 1m),
+        key_by: (model, tenant),
+        aggregate { count: count(), cost: sum(cost_usd), p99: percentile(latency_ms, 99) }
+    }
+}
+
+/// What a run produced: rows and a checksum of their counts and sums, to compare variants.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Output {
+    rows: u64,
+    count_sum: u64,
+    value_sum: f64,
+}
+
+impl Output {
+    fn matches(&self, o: &Output) -> bool {
+        self.rows == o.rows
+            && self.count_sum == o.count_sum
+            && (self.value_sum - o.value_sum).abs() <= 1e-6 * self.value_sum.abs().max(1.0)
+    }
+}
+
+/// Drives a plan with the real watermark generator and operator, synchronously; sums what
+/// every emitted row (updates included) reports.
+fn drive<P, I, B, R>(plan: &P, spec: WindowSpec, events: I, read: R) -> Output
+where
+    P: Plan<Event = FeedbackEvent>,
+    I: Iterator<Item = B>,
+    B: std::borrow::Borrow<FeedbackEvent>,
+    R: Fn(&P::Row) -> (u64, f64),
+{
+    let mut op: WindowOperator<P::Key, P::Func> =
+        WindowOperator::new(spec, LATENESS_MS, plan.function()).expect("valid spec");
+    let mut wm = BoundedOutOfOrdernessWatermark::new(Duration::from_millis(BOUND_MS as u64));
+    let now = Instant::now();
+    wm.register_partition(0, now);
+    let func = plan.function();
+    let mut out = Output { rows: 0, count_sum: 0, value_sum: 0.0 };
+    let mut emit = |f: Fired<'_, P::Key, _>| {
+        let row = plan.row(&func, f);
+        let (c, v) = read(&row);
+        out.rows += 1;
+        out.count_sum += c;
+        out.value_sum += v;
+    };
+    for e in events {
+        let pw = wm.partition_watermark(0);
+        if let Ok(Fed::Offered(ts, _)) = plan.feed(&mut op, pw, e.borrow(), Envelope::default(), &mut emit) {
+            if let Some(w) = wm.on_event(0, ts, now) {
+                op.advance_to(w, &mut emit);
+            }
+        }
+    }
+    op.flush(&mut emit);
+    out
+}
+
+// ---------- the hand-written loop (tumbling windows: Q1 and Q4) ----------
+
+/// A key borrowed from an event, found in the interning map without allocating.
+struct Pair<'a>(&'a str, &'a str);
+impl Hash for Pair<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (self.0, self.1).hash(h)
+    }
+}
+impl hashbrown::Equivalent<(String, String)> for Pair<'_> {
+    fn equivalent(&self, k: &(String, String)) -> bool {
+        self.0 == k.0 && self.1 == k.1
+    }
+}
+
+#[derive(Default)]
+struct HandAcc {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    sd: StdDevAccumulator,
+    pct: PercentileAccumulator,
+}
+
+/// Tumbling windows by hand: keys interned once, accumulators per (key, window start),
+/// windows fired in end order as the watermark passes, late events dropped, events within
+/// the lateness re-emitting their window at once. `full`: Q1's statistics of latency;
+/// otherwise Q4's count, sum of cost and p99 of latency.
+fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
+    events: impl Iterator<Item = B>,
+    size: i64,
+    key: for<'a> fn(&'a FeedbackEvent) -> Pair<'a>,
+    full: bool,
+) -> Output {
+    let mut keys: hashbrown::HashMap<(String, String), u32> = hashbrown::HashMap::new();
+    let mut accs: hashbrown::HashMap<(u32, i64), HandAcc> = hashbrown::HashMap::new();
+    let mut open: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    let mut fired_upto = i64::MIN;
+    let mut max_ts = i64::MIN;
+    let mut out = Output { rows: 0, count_sum: 0, value_sum: 0.0 };
+    let emit = |out: &mut Output, acc: &HandAcc| {
+        if full {
+            std::hint::black_box((acc.sum / acc.count as f64, acc.min, acc.max, acc.sd.population()));
+            std::hint::black_box((acc.pct.percentile(50.0), acc.pct.percentile(95.0), acc.pct.percentile(99.0)));
+        } else {
+            std::hint::black_box(acc.pct.percentile(99.0));
+        }
+        out.rows += 1;
+        out.count_sum += acc.count;
+        out.value_sum += acc.sum;
+    };
+    for e in events {
+        let e = e.borrow();
+        let ts = e.timestamp.timestamp_millis();
+        let wm = max_ts.saturating_sub(BOUND_MS);
+        let start = ts.div_euclid(size) * size;
+        if start + size + LATENESS_MS > wm {
+            let k = key(e);
+            let id = match keys.get(&k) {
+                Some(id) => *id,
+                None => {
+                    let id = keys.len() as u32;
+                    keys.insert((k.0.to_owned(), k.1.to_owned()), id);
+                    id
+                }
+            };
+            let acc = accs.entry((id, start)).or_insert_with(|| {
+                open.entry(start).or_default().push(id);
+                HandAcc { min: f64::INFINITY, max: f64::NEG_INFINITY, ..Default::default() }
+            });
+            acc.count += 1;
+            if full {
+                let v = e.latency_ms;
+                acc.sum += v;
+                acc.min = acc.min.min(v);
+                acc.max = acc.max.max(v);
+                acc.sd.add(v);
+                acc.pct.add(v);
+            } else {
+                acc.sum += e.cost_usd;
+                acc.pct.add(e.latency_ms);
+            }
+            if start + size <= fired_upto {
+                emit(&mut out, acc); // an update within the allowed lateness
+            }
+        }
+        max_ts = max_ts.max(ts);
+        let wm = max_ts.saturating_sub(BOUND_MS);
+        if wm > fired_upto {
+            for (&s, ids) in open.range(..) {
+                if s + size > wm {
+                    break;
+                }
+                if s + size > fired_upto {
+                    for id in ids {
+                        emit(&mut out, &accs[&(*id, s)]);
+                    }
+                }
+            }
+            fired_upto = wm;
+            while let Some((&s, _)) = open.first_key_value() {
+                if s + size + LATENESS_MS > wm {
+                    break;
+                }
+                for id in open.remove(&s).unwrap_or_default() {
+                    accs.remove(&(id, s));
+                }
+            }
+        }
+    }
+    for (s, ids) in std::mem::take(&mut open) {
+        if s + size > fired_upto {
+            for id in ids {
+                emit(&mut out, &accs[&(id, s)]);
+            }
+        }
+    }
+    out
+}
+
+// ---------- the harness ----------
+
+struct Measured {
+    name: String,
+    rates: Vec<f64>,
+    allocations_per_event: f64,
+    output: Output,
+}
+
+fn measure(name: &str, n: usize, f: &mut dyn FnMut() -> Output) -> (f64, f64, Output) {
+    let a0 = ALLOCATIONS.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let out = f();
+    let secs = t0.elapsed().as_secs_f64();
+    let allocs = (ALLOCATIONS.load(Ordering::Relaxed) - a0) as f64 / n as f64;
+    let _ = name;
+    (n as f64 / secs, allocs, out)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+fn dynamic_spec(kinds: &[AggregationKind]) -> AggregationSpec {
+    AggregationSpec::new(kinds, &[50.0, 95.0, 99.0]).expect("valid spec")
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--quick");
+    let (n, rounds) = if full { (1_000_000, 5) } else { (20_000, 1) };
+    let events = generate(&WorkloadSpec { events: n, ..Default::default() });
+    let json = to_json_lines(&events);
+    let lines = || json.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let parse = |l: &[u8]| serde_json::from_slice::<FeedbackEvent>(l).expect("generated lines parse");
+
+    let tumbling = WindowSpec::Tumbling { size: 60_000, offset: 0 };
+    let sliding = WindowSpec::Sliding { size: 300_000, slide: 60_000, offset: 0 };
+    let session = WindowSpec::Session { gap: 30_000 };
+    let all = [
+        AggregationKind::Count, AggregationKind::Sum, AggregationKind::Average, AggregationKind::Min,
+        AggregationKind::Max, AggregationKind::StdDev, AggregationKind::Percentile,
+    ];
+    let d1 = DynamicPlan::<FeedbackEvent>::new(&["model", "region"], "latency_ms", dynamic_spec(&all));
+    let d3 = DynamicPlan::<FeedbackEvent>::new(&["tenant", "model"], "cost_usd", dynamic_spec(&[AggregationKind::Count, AggregationKind::Sum]));
+    let d4 = DynamicPlan::<FeedbackEvent>::new(&["model", "tenant"], "latency_ms", dynamic_spec(&[AggregationKind::Count, AggregationKind::Sum, AggregationKind::Percentile]));
+    let dyn_read = |r: &AggregationResult| (r.results["count"] as u64, r.results.get("sum").copied().unwrap_or(0.0));
+    let model_region: for<'a> fn(&'a FeedbackEvent) -> Pair<'a> = |e| Pair(&e.model, &e.region);
+    let model_tenant: for<'a> fn(&'a FeedbackEvent) -> Pair<'a> = |e| Pair(&e.model, &e.tenant);
+
+    type Variant<'a> = (&'static str, Box<dyn FnMut() -> Output + 'a>);
+    let mut variants: Vec<Variant> = vec![
+        ("serde_json parse only", Box::new(|| { let c = lines().map(parse).count() as u64; Output { rows: 0, count_sum: c, value_sum: 0.0 } })),
+        ("Q1 generated", Box::new(|| drive(&Q1, tumbling, events.iter(), |r: &Q1Row| (r.count, r.sum)))),
+        ("Q1 hand-written", Box::new(|| hand_tumbling(events.iter(), 60_000, model_region, true))),
+        ("Q1 dynamic", Box::new(|| drive(&d1, tumbling, events.iter(), dyn_read))),
+        ("Q1 generated, from JSON", Box::new(|| drive(&Q1, tumbling, lines().map(parse), |r: &Q1Row| (r.count, r.sum)))),
+        ("Q1 hand-written, from JSON", Box::new(|| hand_tumbling(lines().map(parse), 60_000, model_region, true))),
+        ("Q1 dynamic, from JSON", Box::new(|| drive(&d1, tumbling, lines().map(parse), dyn_read))),
+        ("Q2 generated", Box::new(|| drive(&Q2, sliding, events.iter(), |r: &Q2Row| (r.count, r.sum)))),
+        ("Q2 dynamic", Box::new(|| drive(&d1, sliding, events.iter(), dyn_read))),
+        ("Q3 generated", Box::new(|| drive(&Q3, session, events.iter(), |r: &Q3Row| (r.count, r.cost)))),
+        ("Q3 dynamic", Box::new(|| drive(&d3, session, events.iter(), dyn_read))),
+        ("Q4 generated", Box::new(|| drive(&Q4, tumbling, events.iter(), |r: &Q4Row| (r.count, r.cost)))),
+        ("Q4 hand-written", Box::new(|| hand_tumbling(events.iter(), 60_000, model_tenant, false))),
+        ("Q4 dynamic", Box::new(|| drive(&d4, tumbling, events.iter(), |r: &AggregationResult| (r.results["count"] as u64, 0.0)))),
+    ];
+
+    let mut results: Vec<Measured> = variants
+        .iter()
+        .map(|(name, _)| Measured { name: (*name).to_owned(), rates: Vec::new(), allocations_per_event: 0.0, output: Output { rows: 0, count_sum: 0, value_sum: 0.0 } })
+        .collect();
+    for round in 0..rounds {
+        for (i, (name, f)) in variants.iter_mut().enumerate() {
+            let (rate, allocs, out) = measure(name, n, f.as_mut());
+            results[i].rates.push(rate);
+            results[i].allocations_per_event = allocs;
+            results[i].output = out;
+        }
+        eprintln!("round {} of {rounds} done", round + 1);
+    }
+
+    // Check: the variants of a query agree before any number is reported.
+    let out = |name: &str| results.iter().find(|m| m.name == name).expect("variant exists").output;
+    for q in ["Q1", "Q4"] {
+        let g = out(&format!("{q} generated"));
+        let h = out(&format!("{q} hand-written"));
+        assert!(g.matches(&h), "{q}: generated {g:?} differs from hand-written {h:?}");
+    }
+    for q in ["Q1", "Q2", "Q3"] {
+        let g = out(&format!("{q} generated"));
+        let d = out(&format!("{q} dynamic"));
+        assert!(g.matches(&d), "{q}: generated {g:?} differs from dynamic {d:?}");
+    }
+    let (g4, d4o) = (out("Q4 generated"), out("Q4 dynamic"));
+    assert_eq!((g4.rows, g4.count_sum), (d4o.rows, d4o.count_sum), "Q4 rows differ");
+    assert!(out("Q1 generated").matches(&out("Q1 generated, from JSON")));
+
+    let rate = |name: &str| median(&results.iter().find(|m| m.name == name).expect("variant").rates);
+    println!("{} events, {} round(s), medians (min–max) in events/s on one core\n", n, rounds);
+    println!("| variant | events/s | min–max | allocations/event | rows |");
+    println!("|---|---:|---:|---:|---:|");
+    for m in &results {
+        let (lo, hi) = m.rates.iter().fold((f64::MAX, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+        println!("| {} | {:.2}M | {:.2}–{:.2}M | {:.4} | {} |", m.name, median(&m.rates) / 1e6, lo / 1e6, hi / 1e6, m.allocations_per_event, m.output.rows);
+    }
+    println!("\n| ratio | value |\n|---|---:|");
+    for (a, b) in [
+        ("Q1 generated", "Q1 hand-written"),
+        ("Q1 generated", "Q1 dynamic"),
+        ("Q1 generated, from JSON", "Q1 hand-written, from JSON"),
+        ("Q1 generated, from JSON", "Q1 dynamic, from JSON"),
+        ("Q1 generated, from JSON", "serde_json parse only"),
+        ("Q2 generated", "Q1 generated"),
+        ("Q2 generated", "Q2 dynamic"),
+        ("Q3 generated", "Q3 dynamic"),
+        ("Q4 generated", "Q4 hand-written"),
+        ("Q4 generated", "Q4 dynamic"),
+    ] {
+        println!("| {a} / {b} | {:.2}× |", rate(a) / rate(b));
+    }
+}
