@@ -10,9 +10,14 @@
 //! Every variant's result rows are checked against the generated operator's before any
 //! time counts. Results go to stdout as a Markdown table (copied into BENCHMARKS.md).
 
-#![allow(unsafe_code, reason = "a counting global allocator wraps the system one")]
+#![allow(
+    unsafe_code,
+    reason = "a counting global allocator wraps the system one"
+)]
 
-use llm_optimizer_processor::aggregation::{AggregationKind, AggregationSpec, PercentileAccumulator, StdDevAccumulator};
+use llm_optimizer_processor::aggregation::{
+    AggregationKind, AggregationSpec, PercentileAccumulator, StdDevAccumulator,
+};
 use llm_optimizer_processor::operator::{Fired, WindowOperator};
 use llm_optimizer_processor::pipeline::{DynamicPlan, Envelope, Fed};
 use llm_optimizer_processor::prelude::*;
@@ -127,7 +132,11 @@ where
     let now = Instant::now();
     wm.register_partition(0, now);
     let func = plan.function();
-    let mut out = Output { rows: 0, count_sum: 0, value_sum: 0.0 };
+    let mut out = Output {
+        rows: 0,
+        count_sum: 0,
+        value_sum: 0.0,
+    };
     let mut emit = |f: Fired<'_, P::Key, _>| {
         let row = plan.row(&func, f);
         let (c, v) = read(&row);
@@ -137,7 +146,9 @@ where
     };
     for e in events {
         let pw = wm.partition_watermark(0);
-        if let Ok(Fed::Offered(ts, _)) = plan.feed(&mut op, pw, e.borrow(), Envelope::default(), &mut emit) {
+        if let Ok(Fed::Offered(ts, _)) =
+            plan.feed(&mut op, pw, e.borrow(), Envelope::default(), &mut emit)
+        {
             if let Some(w) = wm.on_event(0, ts, now) {
                 op.advance_to(w, &mut emit);
             }
@@ -187,11 +198,24 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
     let mut open: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
     let mut fired_upto = i64::MIN;
     let mut max_ts = i64::MIN;
-    let mut out = Output { rows: 0, count_sum: 0, value_sum: 0.0 };
+    let mut out = Output {
+        rows: 0,
+        count_sum: 0,
+        value_sum: 0.0,
+    };
     let emit = |out: &mut Output, acc: &HandAcc| {
         if full {
-            std::hint::black_box((acc.sum / acc.count as f64, acc.min, acc.max, acc.sd.population()));
-            std::hint::black_box((acc.pct.percentile(50.0), acc.pct.percentile(95.0), acc.pct.percentile(99.0)));
+            std::hint::black_box((
+                acc.sum / acc.count as f64,
+                acc.min,
+                acc.max,
+                acc.sd.population(),
+            ));
+            std::hint::black_box((
+                acc.pct.percentile(50.0),
+                acc.pct.percentile(95.0),
+                acc.pct.percentile(99.0),
+            ));
         } else {
             std::hint::black_box(acc.pct.percentile(99.0));
         }
@@ -216,7 +240,11 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
             };
             let acc = accs.entry((id, start)).or_insert_with(|| {
                 open.entry(start).or_default().push(id);
-                HandAcc { min: f64::INFINITY, max: f64::NEG_INFINITY, ..Default::default() }
+                HandAcc {
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                    ..Default::default()
+                }
             });
             acc.count += 1;
             if full {
@@ -298,48 +326,149 @@ fn dynamic_spec(kinds: &[AggregationKind]) -> AggregationSpec {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--quick");
+    let full =
+        std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--quick");
     let (n, rounds) = if full { (1_000_000, 5) } else { (20_000, 1) };
-    let events = generate(&WorkloadSpec { events: n, ..Default::default() });
+    let events = generate(&WorkloadSpec {
+        events: n,
+        ..Default::default()
+    });
     let json = to_json_lines(&events);
     let lines = || json.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-    let parse = |l: &[u8]| serde_json::from_slice::<FeedbackEvent>(l).expect("generated lines parse");
+    let parse =
+        |l: &[u8]| serde_json::from_slice::<FeedbackEvent>(l).expect("generated lines parse");
 
-    let tumbling = WindowSpec::Tumbling { size: 60_000, offset: 0 };
-    let sliding = WindowSpec::Sliding { size: 300_000, slide: 60_000, offset: 0 };
+    let tumbling = WindowSpec::Tumbling {
+        size: 60_000,
+        offset: 0,
+    };
+    let sliding = WindowSpec::Sliding {
+        size: 300_000,
+        slide: 60_000,
+        offset: 0,
+    };
     let session = WindowSpec::Session { gap: 30_000 };
     let all = [
-        AggregationKind::Count, AggregationKind::Sum, AggregationKind::Average, AggregationKind::Min,
-        AggregationKind::Max, AggregationKind::StdDev, AggregationKind::Percentile,
+        AggregationKind::Count,
+        AggregationKind::Sum,
+        AggregationKind::Average,
+        AggregationKind::Min,
+        AggregationKind::Max,
+        AggregationKind::StdDev,
+        AggregationKind::Percentile,
     ];
-    let d1 = DynamicPlan::<FeedbackEvent>::new(&["model", "region"], "latency_ms", dynamic_spec(&all));
-    let d3 = DynamicPlan::<FeedbackEvent>::new(&["tenant", "model"], "cost_usd", dynamic_spec(&[AggregationKind::Count, AggregationKind::Sum]));
-    let d4 = DynamicPlan::<FeedbackEvent>::new(&["model", "tenant"], "latency_ms", dynamic_spec(&[AggregationKind::Count, AggregationKind::Sum, AggregationKind::Percentile]));
-    let dyn_read = |r: &AggregationResult| (r.results["count"] as u64, r.results.get("sum").copied().unwrap_or(0.0));
+    let d1 =
+        DynamicPlan::<FeedbackEvent>::new(&["model", "region"], "latency_ms", dynamic_spec(&all));
+    let d3 = DynamicPlan::<FeedbackEvent>::new(
+        &["tenant", "model"],
+        "cost_usd",
+        dynamic_spec(&[AggregationKind::Count, AggregationKind::Sum]),
+    );
+    let d4 = DynamicPlan::<FeedbackEvent>::new(
+        &["model", "tenant"],
+        "latency_ms",
+        dynamic_spec(&[
+            AggregationKind::Count,
+            AggregationKind::Sum,
+            AggregationKind::Percentile,
+        ]),
+    );
+    let dyn_read = |r: &AggregationResult| {
+        (
+            r.results["count"] as u64,
+            r.results.get("sum").copied().unwrap_or(0.0),
+        )
+    };
     let model_region: for<'a> fn(&'a FeedbackEvent) -> Pair<'a> = |e| Pair(&e.model, &e.region);
     let model_tenant: for<'a> fn(&'a FeedbackEvent) -> Pair<'a> = |e| Pair(&e.model, &e.tenant);
 
     type Variant<'a> = (&'static str, Box<dyn FnMut() -> Output + 'a>);
     let mut variants: Vec<Variant> = vec![
-        ("serde_json parse only", Box::new(|| { let c = lines().map(parse).count() as u64; Output { rows: 0, count_sum: c, value_sum: 0.0 } })),
-        ("Q1 generated", Box::new(|| drive(&Q1, tumbling, events.iter(), |r: &Q1Row| (r.count, r.sum)))),
-        ("Q1 hand-written", Box::new(|| hand_tumbling(events.iter(), 60_000, model_region, true))),
-        ("Q1 dynamic", Box::new(|| drive(&d1, tumbling, events.iter(), dyn_read))),
-        ("Q1 generated, from JSON", Box::new(|| drive(&Q1, tumbling, lines().map(parse), |r: &Q1Row| (r.count, r.sum)))),
-        ("Q1 hand-written, from JSON", Box::new(|| hand_tumbling(lines().map(parse), 60_000, model_region, true))),
-        ("Q1 dynamic, from JSON", Box::new(|| drive(&d1, tumbling, lines().map(parse), dyn_read))),
-        ("Q2 generated", Box::new(|| drive(&Q2, sliding, events.iter(), |r: &Q2Row| (r.count, r.sum)))),
-        ("Q2 dynamic", Box::new(|| drive(&d1, sliding, events.iter(), dyn_read))),
-        ("Q3 generated", Box::new(|| drive(&Q3, session, events.iter(), |r: &Q3Row| (r.count, r.cost)))),
-        ("Q3 dynamic", Box::new(|| drive(&d3, session, events.iter(), dyn_read))),
-        ("Q4 generated", Box::new(|| drive(&Q4, tumbling, events.iter(), |r: &Q4Row| (r.count, r.cost)))),
-        ("Q4 hand-written", Box::new(|| hand_tumbling(events.iter(), 60_000, model_tenant, false))),
-        ("Q4 dynamic", Box::new(|| drive(&d4, tumbling, events.iter(), |r: &AggregationResult| (r.results["count"] as u64, 0.0)))),
+        (
+            "serde_json parse only",
+            Box::new(|| {
+                let c = lines().map(parse).count() as u64;
+                Output {
+                    rows: 0,
+                    count_sum: c,
+                    value_sum: 0.0,
+                }
+            }),
+        ),
+        (
+            "Q1 generated",
+            Box::new(|| drive(&Q1, tumbling, events.iter(), |r: &Q1Row| (r.count, r.sum))),
+        ),
+        (
+            "Q1 hand-written",
+            Box::new(|| hand_tumbling(events.iter(), 60_000, model_region, true)),
+        ),
+        (
+            "Q1 dynamic",
+            Box::new(|| drive(&d1, tumbling, events.iter(), dyn_read)),
+        ),
+        (
+            "Q1 generated, from JSON",
+            Box::new(|| {
+                drive(&Q1, tumbling, lines().map(parse), |r: &Q1Row| {
+                    (r.count, r.sum)
+                })
+            }),
+        ),
+        (
+            "Q1 hand-written, from JSON",
+            Box::new(|| hand_tumbling(lines().map(parse), 60_000, model_region, true)),
+        ),
+        (
+            "Q1 dynamic, from JSON",
+            Box::new(|| drive(&d1, tumbling, lines().map(parse), dyn_read)),
+        ),
+        (
+            "Q2 generated",
+            Box::new(|| drive(&Q2, sliding, events.iter(), |r: &Q2Row| (r.count, r.sum))),
+        ),
+        (
+            "Q2 dynamic",
+            Box::new(|| drive(&d1, sliding, events.iter(), dyn_read)),
+        ),
+        (
+            "Q3 generated",
+            Box::new(|| drive(&Q3, session, events.iter(), |r: &Q3Row| (r.count, r.cost))),
+        ),
+        (
+            "Q3 dynamic",
+            Box::new(|| drive(&d3, session, events.iter(), dyn_read)),
+        ),
+        (
+            "Q4 generated",
+            Box::new(|| drive(&Q4, tumbling, events.iter(), |r: &Q4Row| (r.count, r.cost))),
+        ),
+        (
+            "Q4 hand-written",
+            Box::new(|| hand_tumbling(events.iter(), 60_000, model_tenant, false)),
+        ),
+        (
+            "Q4 dynamic",
+            Box::new(|| {
+                drive(&d4, tumbling, events.iter(), |r: &AggregationResult| {
+                    (r.results["count"] as u64, 0.0)
+                })
+            }),
+        ),
     ];
 
     let mut results: Vec<Measured> = variants
         .iter()
-        .map(|(name, _)| Measured { name: (*name).to_owned(), rates: Vec::new(), allocations_per_event: 0.0, output: Output { rows: 0, count_sum: 0, value_sum: 0.0 } })
+        .map(|(name, _)| Measured {
+            name: (*name).to_owned(),
+            rates: Vec::new(),
+            allocations_per_event: 0.0,
+            output: Output {
+                rows: 0,
+                count_sum: 0,
+                value_sum: 0.0,
+            },
+        })
         .collect();
     for round in 0..rounds {
         for (i, (name, f)) in variants.iter_mut().enumerate() {
@@ -352,28 +481,66 @@ fn main() {
     }
 
     // Check: the variants of a query agree before any number is reported.
-    let out = |name: &str| results.iter().find(|m| m.name == name).expect("variant exists").output;
+    let out = |name: &str| {
+        results
+            .iter()
+            .find(|m| m.name == name)
+            .expect("variant exists")
+            .output
+    };
     for q in ["Q1", "Q4"] {
         let g = out(&format!("{q} generated"));
         let h = out(&format!("{q} hand-written"));
-        assert!(g.matches(&h), "{q}: generated {g:?} differs from hand-written {h:?}");
+        assert!(
+            g.matches(&h),
+            "{q}: generated {g:?} differs from hand-written {h:?}"
+        );
     }
     for q in ["Q1", "Q2", "Q3"] {
         let g = out(&format!("{q} generated"));
         let d = out(&format!("{q} dynamic"));
-        assert!(g.matches(&d), "{q}: generated {g:?} differs from dynamic {d:?}");
+        assert!(
+            g.matches(&d),
+            "{q}: generated {g:?} differs from dynamic {d:?}"
+        );
     }
     let (g4, d4o) = (out("Q4 generated"), out("Q4 dynamic"));
-    assert_eq!((g4.rows, g4.count_sum), (d4o.rows, d4o.count_sum), "Q4 rows differ");
+    assert_eq!(
+        (g4.rows, g4.count_sum),
+        (d4o.rows, d4o.count_sum),
+        "Q4 rows differ"
+    );
     assert!(out("Q1 generated").matches(&out("Q1 generated, from JSON")));
 
-    let rate = |name: &str| median(&results.iter().find(|m| m.name == name).expect("variant").rates);
-    println!("{} events, {} round(s), medians (min–max) in events/s on one core\n", n, rounds);
+    let rate = |name: &str| {
+        median(
+            &results
+                .iter()
+                .find(|m| m.name == name)
+                .expect("variant")
+                .rates,
+        )
+    };
+    println!(
+        "{} events, {} round(s), medians (min–max) in events/s on one core\n",
+        n, rounds
+    );
     println!("| variant | events/s | min–max | allocations/event | rows |");
     println!("|---|---:|---:|---:|---:|");
     for m in &results {
-        let (lo, hi) = m.rates.iter().fold((f64::MAX, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
-        println!("| {} | {:.2}M | {:.2}–{:.2}M | {:.4} | {} |", m.name, median(&m.rates) / 1e6, lo / 1e6, hi / 1e6, m.allocations_per_event, m.output.rows);
+        let (lo, hi) = m
+            .rates
+            .iter()
+            .fold((f64::MAX, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+        println!(
+            "| {} | {:.2}M | {:.2}–{:.2}M | {:.4} | {} |",
+            m.name,
+            median(&m.rates) / 1e6,
+            lo / 1e6,
+            hi / 1e6,
+            m.allocations_per_event,
+            m.output.rows
+        );
     }
     println!("\n| ratio | value |\n|---|---:|");
     for (a, b) in [

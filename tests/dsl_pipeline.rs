@@ -262,3 +262,68 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+/// The reference's custom accumulator.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CustomAccumulator {
+    /// Σ x².
+    pub sum_of_squares: f64,
+    /// Values.
+    pub count: u64,
+}
+
+/// The reference's custom aggregator.
+pub struct VarianceAggregator;
+
+impl llm_optimizer_processor::aggregation::Aggregator<f64, CustomAccumulator>
+    for VarianceAggregator
+{
+    fn create_accumulator(&self) -> CustomAccumulator {
+        CustomAccumulator::default()
+    }
+    fn add(&self, acc: &mut CustomAccumulator, value: &f64) {
+        acc.sum_of_squares += value * value;
+        acc.count += 1;
+    }
+    fn merge(&self, acc1: &CustomAccumulator, acc2: &CustomAccumulator) -> CustomAccumulator {
+        CustomAccumulator {
+            sum_of_squares: acc1.sum_of_squares + acc2.sum_of_squares,
+            count: acc1.count + acc2.count,
+        }
+    }
+    fn get_result(&self, acc: &CustomAccumulator) -> CustomAccumulator {
+        acc.clone()
+    }
+    fn name(&self) -> &str {
+        "variance"
+    }
+}
+
+pipeline! {
+    /// A custom aggregator next to built-in ones, on sliding windows (so it is merged).
+    pub pipeline Custom for Request {
+        window: sliding(100ms, 50ms),
+        key_by: model,
+        aggregate { n: count(), squares: custom::<CustomAccumulator>(VarianceAggregator, latency_ms) }
+    }
+}
+
+#[tokio::test]
+async fn custom_aggregators_run_inside_pipelines() -> ProcessorResult<()> {
+    let rows = CollectorSink::<CustomRow>::new();
+    Custom::pipeline()
+        .with_memory_source(vec![req(10, "m", 2.0), req(60, "m", 3.0)])
+        .with_sink(rows.clone())
+        .build()?
+        .run()
+        .await?;
+    let rows = rows.items();
+    // windows [-50, 50) holds 2.0; [0, 100) holds both (panes merged); [50, 150) holds 3.0
+    let squares: Vec<(u64, f64)> = rows
+        .iter()
+        .map(|r| (r.squares.count, r.squares.sum_of_squares))
+        .collect();
+    assert_eq!(squares, vec![(1, 4.0), (2, 13.0), (1, 9.0)]);
+    assert_eq!(rows[1].n, 2);
+    Ok(())
+}

@@ -85,7 +85,7 @@ pub use llm_optimizer_processor_macros::Event;
 /// What generated code refers to. Not a public API: it changes with the macros.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::aggregation::{PercentileAccumulator, StdDevAccumulator};
+    pub use crate::aggregation::{Aggregator, PercentileAccumulator, StdDevAccumulator};
     pub use crate::dsl::*;
     pub use crate::error::{ProcessorError, ProcessorResult};
     pub use crate::event::GroupingKey;

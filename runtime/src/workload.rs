@@ -59,13 +59,29 @@ pub fn generate(spec: &WorkloadSpec) -> Vec<FeedbackEvent> {
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let models: Vec<String> = (0..spec.models).map(|i| format!("model-{i:02}")).collect();
     const REGIONS: [&str; 12] = [
-        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2",
-        "eu-central-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "sa-east-1",
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-central-1",
+        "ap-south-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-southeast-1",
+        "sa-east-1",
     ];
     let regions: Vec<String> = (0..spec.regions)
-        .map(|i| REGIONS.get(i).map_or_else(|| format!("region-{i:02}"), |r| (*r).to_owned()))
+        .map(|i| {
+            REGIONS
+                .get(i)
+                .map_or_else(|| format!("region-{i:02}"), |r| (*r).to_owned())
+        })
         .collect();
-    let tenants: Vec<String> = (0..spec.tenants).map(|i| format!("tenant-{i:05}")).collect();
+    let tenants: Vec<String> = (0..spec.tenants)
+        .map(|i| format!("tenant-{i:05}"))
+        .collect();
     let model_dist = Zipf::new(spec.models.max(1) as f64, 1.1).expect("valid Zipf");
     let tenant_dist = Zipf::new(spec.tenants.max(1) as f64, 1.2).expect("valid Zipf");
     let latency = LogNormal::new(800f64.ln(), 0.8).expect("valid log-normal");

@@ -29,6 +29,7 @@ pub const AGGREGATIONS: &[&str] = &[
     "stddev",
     "stddev_sample",
     "percentile",
+    "custom",
 ];
 pub const RESERVED: &[&str] = &["window_start", "window_end", "is_update"];
 
@@ -70,6 +71,13 @@ pub enum AggKind {
     StdDev(Ident),
     StdDevSample(Ident),
     Percentile(Ident, f64),
+    /// `custom::<Acc[, Out]>(aggregator, field)`: a user `Aggregator<f64, Acc, Out>`.
+    Custom {
+        agg: Expr,
+        field: Ident,
+        acc: syn::Type,
+        out: syn::Type,
+    },
 }
 
 impl AggKind {
@@ -83,6 +91,7 @@ impl AggKind {
             | AggKind::StdDev(f)
             | AggKind::StdDevSample(f)
             | AggKind::Percentile(f, _) => Some(f),
+            AggKind::Custom { field, .. } => Some(field),
         }
     }
 }
@@ -510,6 +519,9 @@ fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<AggKind> {
         cx.error_spanned_by(call, format!("expected an aggregation call such as `count()` or `avg(latency_ms)`; the aggregations are {}", list(AGGREGATIONS)));
         return None;
     };
+    if let Some(custom) = check_custom(cx, c) {
+        return custom;
+    }
     let Some(func) = field_ident(&c.func) else {
         cx.error_spanned_by(&c.func, "expected an aggregation name such as `avg`");
         return None;
@@ -604,6 +616,59 @@ fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<AggKind> {
             None
         }
     }
+}
+
+/// Rule: `custom::<Acc>(aggregator, field)` or `custom::<Acc, Out>(…)` names a user
+/// `Aggregator<f64, Acc, Out>` (the reference's custom aggregators), its accumulator type
+/// and its result type (default: the accumulator); the field is measured as for `avg`.
+/// Returns `None` when the call is not `custom`.
+fn check_custom(cx: &Ctxt, c: &syn::ExprCall) -> Option<Option<AggKind>> {
+    let Expr::Path(p) = &*c.func else { return None };
+    let seg = p.path.segments.last()?;
+    if p.path.segments.len() != 1 || seg.ident != "custom" {
+        return None;
+    }
+    let usage = "`custom::<CustomAccumulator>(VarianceAggregator, latency_ms)`";
+    let types: Vec<syn::Type> = match &seg.arguments {
+        syn::PathArguments::AngleBracketed(a) => a
+            .args
+            .iter()
+            .filter_map(|g| match g {
+                syn::GenericArgument::Type(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let (acc, out) = match types.as_slice() {
+        [acc] => (acc.clone(), acc.clone()),
+        [acc, out] => (acc.clone(), out.clone()),
+        _ => {
+            cx.error_spanned_by(&seg.ident, format!("`custom` needs the aggregator's accumulator type (and its result type when it differs): {usage}"));
+            return Some(None);
+        }
+    };
+    let args: Vec<&Expr> = c.args.iter().collect();
+    let [agg, field] = args.as_slice() else {
+        cx.error_spanned_by(
+            c,
+            format!("`custom` takes the aggregator and a field: {usage}"),
+        );
+        return Some(None);
+    };
+    let Some(field) = field_ident(field) else {
+        cx.error_spanned_by(
+            field,
+            format!("`custom` takes a field of the event second: {usage}"),
+        );
+        return Some(None);
+    };
+    Some(Some(AggKind::Custom {
+        agg: (*agg).clone(),
+        field,
+        acc,
+        out,
+    }))
 }
 
 /// Rule: a percentile is a number literal in (0, 100].

@@ -49,7 +49,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
             AggKind::Max(_) => n.max = true,
             AggKind::StdDev(_) | AggKind::StdDevSample(_) => n.stddev = true,
             AggKind::Percentile(..) => n.percentile = true,
-            AggKind::Count => {}
+            AggKind::Count | AggKind::Custom { .. } => {}
         }
     }
 
@@ -120,6 +120,32 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
                 #(#fold)*
             }
         });
+    }
+
+    // Custom aggregators: one accumulator each, driven through the `Aggregator` trait.
+    for a in &m.aggs {
+        let AggKind::Custom {
+            agg,
+            field,
+            acc: acc_ty,
+            out,
+        } = &a.kind
+        else {
+            continue;
+        };
+        let slot = format_ident!("{}_custom", a.name);
+        let pf = crate::event::private(field.span());
+        let read = quote_spanned!(field.span()=> #pf::Numeric::to_f64(&e.#field));
+        let tr = quote!(<_ as #p::Aggregator<f64, #acc_ty, #out>>);
+        acc_fields.push(quote!(#slot: #acc_ty));
+        acc_init.push(quote!(#slot: #tr::create_accumulator(&#agg)));
+        acc_add.push(quote! {
+            if let ::core::option::Option::Some(__v) = #read {
+                #tr::add(&#agg, &mut acc.#slot, &__v);
+            }
+        });
+        acc_merge.push(quote!(into.#slot = #tr::merge(&#agg, &into.#slot, &from.#slot);));
+        acc_reset.push(quote!(acc.#slot = #tr::create_accumulator(&#agg);));
     }
 
     // Key: the listed fields (types named through `Field<N>`) or the event's own key.
@@ -222,6 +248,18 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
                     quote!(acc.#pct.percentile(#pc)),
                 )
             }
+            AggKind::Custom {
+                agg,
+                acc: acc_ty,
+                out: out_ty,
+                ..
+            } => {
+                let slot = format_ident!("{}_custom", out);
+                (
+                    quote!(#out_ty),
+                    quote!(<_ as #p::Aggregator<f64, #acc_ty, #out_ty>>::get_result(&#agg, &acc.#slot)),
+                )
+            }
         };
         let doc = format!(
             "`{}`",
@@ -287,7 +325,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
         #vis struct #name;
 
         #[doc = #row_doc]
-        #[derive(Debug, Clone, PartialEq, #p::serde::Serialize)]
+        #[derive(Debug, Clone, #p::serde::Serialize)]
         #[serde(crate = "::llm_optimizer_processor::__private::serde")]
         #vis struct #row {
             #key_cols

@@ -78,7 +78,11 @@ impl<T> DynamicPlan<T> {
     /// A plan keyed by `key_fields`, measuring `value_field`, computing what `spec` enables
     /// (what `create_pipeline().with_key_fields(…).with_value_field(…).with_aggregations(…)`
     /// builds).
-    pub fn new(key_fields: &[&str], value_field: &str, spec: crate::aggregation::AggregationSpec) -> Self {
+    pub fn new(
+        key_fields: &[&str],
+        value_field: &str,
+        spec: crate::aggregation::AggregationSpec,
+    ) -> Self {
         DynamicPlan {
             extractor: FieldExtractor {
                 key_fields: key_fields.iter().map(|f| (*f).to_owned()).collect(),
