@@ -62,6 +62,10 @@ pub struct Agg {
 }
 
 #[derive(Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a handful per declaration, only while compiling"
+)]
 pub enum AggKind {
     Count,
     Sum(Ident),
