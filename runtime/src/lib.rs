@@ -37,10 +37,12 @@
 extern crate self as llm_optimizer_processor;
 
 pub mod aggregation;
+pub mod config;
 pub mod dsl;
 pub mod error;
 pub mod event;
 pub mod metrics;
+pub mod metrics_server;
 pub mod operator;
 pub mod pipeline;
 pub mod sink;

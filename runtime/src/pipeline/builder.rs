@@ -81,6 +81,7 @@ pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) plan: P,
     pub(super) metrics: Option<Arc<ProcessorMetrics>>,
     pub(super) buffer_size: usize,
+    pub(super) shutdown: Option<super::run::Shutdown>,
 }
 
 impl<T, P: Plan<Event = T>> std::fmt::Debug for PipelineBuilder<T, P> {
@@ -115,6 +116,7 @@ where
             plan,
             metrics: None,
             buffer_size: 10_000,
+            shutdown: None,
         }
     }
 
@@ -266,6 +268,16 @@ where
         self
     }
 
+    /// Stops reading when `signal` completes (e.g. `tokio::signal::ctrl_c()`): the run then
+    /// ends as at the end of a bounded input — open windows fire, sinks are flushed.
+    pub fn with_shutdown_signal<F>(mut self, signal: F) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.shutdown = Some(Box::pin(signal));
+        self
+    }
+
     /// Records buffered between the source and the operator (backpressure bound).
     pub fn with_buffer_size(mut self, n: usize) -> Self {
         self.buffer_size = n;
@@ -334,6 +346,7 @@ where
                 .metrics
                 .unwrap_or_else(|| Arc::new(ProcessorMetrics::new())),
             buffer_size: self.buffer_size,
+            shutdown: self.shutdown,
         })
     }
 }
@@ -455,6 +468,7 @@ pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) plan: P,
     pub(super) metrics: Arc<ProcessorMetrics>,
     pub(super) buffer_size: usize,
+    pub(super) shutdown: Option<super::run::Shutdown>,
 }
 
 impl<T, P: Plan<Event = T>> std::fmt::Debug for Pipeline<T, P> {

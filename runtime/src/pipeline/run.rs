@@ -91,6 +91,9 @@ impl WindowFunction for DynamicAggregation {
     }
 }
 
+/// A future that asks the run loop to stop.
+pub(crate) type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 impl<T, P> Pipeline<T, P>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
@@ -114,7 +117,9 @@ where
             plan,
             metrics,
             buffer_size,
+            shutdown,
         } = self;
+        let mut shutdown: Shutdown = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
         let source_name = source.describe();
         let started = Instant::now();
         for p in source.partitions() {
@@ -156,6 +161,10 @@ where
         loop {
             let record = tokio::select! {
                 r = rx.recv() => r,
+                _ = &mut shutdown => {
+                    tracing::info!("shutdown requested: flushing open windows and sinks");
+                    None
+                }
                 _ = ticker.tick() => {
                     if let Some(wm) = watermark.on_tick(Instant::now()) {
                         op.advance_to(wm, &mut |fired| {
@@ -264,9 +273,9 @@ where
             deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
             metrics.record_processing_latency(t0.elapsed());
         }
-        reader
-            .await
-            .map_err(|e| ProcessorError::Internal(format!("source task failed: {e}")))?;
+        drop(rx);
+        reader.abort();
+        let _ = reader.await;
 
         summary.final_watermark = op.watermark();
         op.flush(&mut |fired| {

@@ -1,0 +1,79 @@
+//! A dynamic pipeline over `FeedbackEvent`s from a [`Config`]: every key has its effect here.
+
+use std::time::Duration;
+
+use super::{check_runnable, Config};
+use crate::aggregation::{AggregationKind, AggregationSpec};
+use crate::error::{ErrorHandler, ErrorPolicy, ProcessorResult};
+use crate::event::FeedbackEvent;
+use crate::pipeline::{create_pipeline, PipelineBuilder};
+use crate::sink::DeadLetterSink;
+use crate::watermark::{
+    BoundedOutOfOrdernessWatermark, LateEventHandler, PeriodicWatermarkGenerator,
+};
+use crate::window::{SessionWindowAssigner, SlidingWindowAssigner, TumblingWindowAssigner};
+
+/// The pipeline a config describes, without source and sinks (the caller adds them:
+/// they depend on command-line flags too).
+pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<FeedbackEvent>> {
+    check_runnable(config)?;
+    let p = &config.processor;
+    let secs = Duration::from_secs;
+    let bounded = BoundedOutOfOrdernessWatermark::new(secs(p.watermark.max_out_of_orderness_secs));
+    let kinds: Vec<AggregationKind> = p
+        .aggregation
+        .enabled
+        .iter()
+        .map(|n| AggregationKind::parse(n))
+        .collect::<ProcessorResult<_>>()?;
+    let spec = AggregationSpec::new(&kinds, &p.aggregation.percentiles)?;
+    let eh = &p.error_handling;
+    let policy = match eh.policy.as_str() {
+        "retry" => ErrorPolicy::Retry {
+            max_attempts: eh.max_retries.saturating_add(1),
+            initial_delay: Duration::from_millis(eh.initial_retry_delay_ms),
+            max_delay: Duration::from_millis(eh.max_retry_delay_ms),
+        },
+        "skip" => ErrorPolicy::Skip,
+        _ => ErrorPolicy::DeadLetter,
+    };
+    let keys: Vec<&str> = p.keys.iter().map(String::as_str).collect();
+    let mut b = create_pipeline::<FeedbackEvent>()
+        .with_name("processor")
+        .with_buffer_size(p.buffer_size)
+        .with_key_fields(&keys)
+        .with_value_field(p.measure.clone())
+        .with_aggregations(spec)
+        .with_error_handler(
+            ErrorHandler::new(policy).with_sink(DeadLetterSink::new(eh.dead_letter_topic.clone())),
+        );
+    b = if p.watermark.emit_interval_secs > 0 {
+        b.with_watermark_generator(PeriodicWatermarkGenerator::new(
+            secs(p.watermark.emit_interval_secs),
+            Box::new(bounded),
+        ))
+    } else {
+        b.with_watermark_generator(bounded)
+    };
+    let w = &p.windows;
+    let lateness = match w.default_type.as_str() {
+        "sliding" => {
+            b = b.with_window_assigner(SlidingWindowAssigner::new(
+                secs(w.sliding.size_secs),
+                secs(w.sliding.slide_secs),
+            ));
+            w.sliding.allowed_lateness_secs
+        }
+        "session" => {
+            b = b.with_window_assigner(SessionWindowAssigner::new(secs(w.session.gap_secs)));
+            w.session.allowed_lateness_secs
+        }
+        _ => {
+            b = b.with_window_assigner(TumblingWindowAssigner::new(secs(w.tumbling.size_secs)));
+            w.tumbling.allowed_lateness_secs
+        }
+    };
+    Ok(b.with_late_event_handler(
+        LateEventHandler::new(secs(lateness)).with_side_output(DeadLetterSink::new("late-events")),
+    ))
+}

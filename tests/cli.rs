@@ -1,0 +1,269 @@
+//! Black-box tests of the `processor` binary.
+
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+
+fn processor(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_processor"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("PROCESSOR_DEAD_LETTER_DIR", dir.join("dead-letter"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the processor runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `a events read: b aggregated, c late, d dead-lettered, e skipped; …` → (a, b, c, d, e).
+fn counts(stderr: &str) -> (u64, u64, u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("events read"))
+        .expect("a summary line");
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (n[0], n[1], n[2], n[3], n[4])
+}
+
+#[test]
+fn default_run_prints_windowed_rows_of_the_bundled_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = processor(&["run"], &[], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("model=gpt-4o,region=us-west-2"), "{stdout}");
+    assert!(stdout.contains("p95="));
+    let (events, aggregated, late, dead, skipped) = counts(&text(&out.stderr));
+    assert_eq!(events, 1502);
+    assert_eq!(
+        events,
+        aggregated + late + dead + skipped,
+        "every record is accounted for"
+    );
+    assert_eq!(dead, 2);
+    // the two malformed lines are in the dead-letter file with their reason
+    let dl = std::fs::read_to_string(dir.path().join("dead-letter/processor-dead-letter.jsonl"))
+        .unwrap();
+    assert_eq!(dl.lines().count(), 2);
+    assert!(dl.contains("deserialization"));
+}
+
+#[test]
+fn malformed_input_lines_are_dead_lettered_and_the_run_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"timestamp\":1000,\"model\":\"a\",\"region\":\"r\",\"latency_ms\":5}\nnot json\n{\"model\":\"a\"}\n{\"timestamp\":2000,\"model\":\"a\",\"region\":\"r\",\"latency_ms\":7}\n",
+    )
+    .unwrap();
+    let out = processor(
+        &[
+            "run",
+            "--input",
+            input.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["results"]["count"], 2.0);
+    assert_eq!(counts(&text(&out.stderr)), (4, 2, 0, 2, 0));
+}
+
+#[test]
+fn config_file_and_env_overrides_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "processor:\n  keys: [model]\n  windows:\n    tumbling:\n      size_secs: 600\n",
+    )
+    .unwrap();
+    let rows_of = |env: &[(&str, &str)]| {
+        let out = processor(
+            &["run", "--config", cfg.to_str().unwrap(), "--format", "json"],
+            env,
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let ten_minutes = rows_of(&[]);
+    assert!(ten_minutes
+        .iter()
+        .all(|r| r["key"]["fields"].as_array().unwrap().len() == 1));
+    let one_minute = rows_of(&[("PROCESSOR_WINDOWS__TUMBLING__SIZE_SECS", "60")]);
+    assert!(
+        one_minute.len() > 5 * ten_minutes.len(),
+        "{} vs {}",
+        one_minute.len(),
+        ten_minutes.len()
+    );
+}
+
+#[test]
+fn bad_configs_name_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    let err = |yaml: &str, env: &[(&str, &str)]| {
+        std::fs::write(&cfg, yaml).unwrap();
+        let out = processor(&["validate-config", cfg.to_str().unwrap()], env, dir.path());
+        assert!(!out.status.success());
+        text(&out.stderr)
+    };
+    let e = err("processor:\n  paralelism: 2\n", &[]);
+    assert!(
+        e.contains("unknown key `paralelism`") && e.contains("did you mean `parallelism`?"),
+        "{e}"
+    );
+    let e = err(
+        "processor:\n  windows:\n    tumbling:\n      sise_secs: 3\n",
+        &[],
+    );
+    assert!(
+        e.contains("`processor.windows.tumbling`") && e.contains("did you mean `size_secs`?"),
+        "{e}"
+    );
+    let e = err("processor:\n  windows:\n    default_type: hopping\n", &[]);
+    assert!(e.contains("`processor.windows.default_type` is `hopping`; use one of `tumbling`, `sliding`, `session`"), "{e}");
+    let e = err("processor:\n  buffer_size: lots\n", &[]);
+    assert!(e.contains("processor.buffer_size"), "{e}");
+    let e = err(
+        "processor: {}\n",
+        &[("PROCESSOR_STATE__BACKEND", "cassandra")],
+    );
+    assert!(
+        e.contains("`processor.state.backend` is `cassandra`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_reference_example_loads_and_says_what_this_build_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/reference-complete.yaml"
+    );
+    let out = processor(&["validate-config", reference], &[], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("`processor.parallelism` is 4, which this build cannot run yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    // with the overrides the message suggests, it validates
+    let out = processor(
+        &["validate-config", reference],
+        &[
+            ("PROCESSOR_PARALLELISM", "1"),
+            ("PROCESSOR_STATE__BACKEND", "memory"),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let local = concat!(env!("CARGO_MANIFEST_DIR"), "/config/local.yaml");
+    assert!(processor(&["validate-config", local], &[], dir.path())
+        .status
+        .success());
+}
+
+#[test]
+fn generate_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a.jsonl", "b.jsonl"] {
+        let out = processor(
+            &["generate", "--events", "2000", "--out", name, "--seed", "7"],
+            &[],
+            dir.path(),
+        );
+        assert!(out.status.success());
+    }
+    let a = std::fs::read(dir.path().join("a.jsonl")).unwrap();
+    assert_eq!(a, std::fs::read(dir.path().join("b.jsonl")).unwrap());
+    assert_eq!(
+        a.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
+        2000
+    );
+    let out = processor(
+        &[
+            "generate", "--events", "2000", "--out", "c.jsonl", "--seed", "8",
+        ],
+        &[],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    assert_ne!(a, std::fs::read(dir.path().join("c.jsonl")).unwrap());
+}
+
+#[test]
+fn metrics_endpoint_is_scraped_during_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_processor"))
+        .args(["run", "--input", "-"])
+        .current_dir(dir.path())
+        .env("PROCESSOR_DEAD_LETTER_DIR", dir.path())
+        .env("PROCESSOR_METRICS__ENABLED", "true")
+        .env("PROCESSOR_METRICS__ADDRESS", &address)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..50 {
+        writeln!(
+            stdin,
+            "{{\"timestamp\":{},\"model\":\"m\",\"region\":\"r\",\"latency_ms\":1}}",
+            i * 1000
+        )
+        .unwrap();
+    }
+    stdin.flush().unwrap();
+    // scrape while the run is still waiting for more input
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(&address) {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+                .unwrap();
+            body.clear();
+            s.read_to_string(&mut body).unwrap();
+            if body.contains("processor_events_processed_total 50") {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("processor_events_processed_total 50"),
+        "{body}"
+    );
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
