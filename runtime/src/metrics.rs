@@ -28,6 +28,7 @@ pub struct ProcessorMetrics {
     errors: IntCounter,
     rows_emitted: IntCounter,
     state_size: IntGauge,
+    open_windows: IntGauge,
     watermark: IntGauge,
     processing_latency: Histogram,
 }
@@ -135,6 +136,10 @@ impl ProcessorMetrics {
     pub fn record_state_size(&self, bytes: u64) {
         self.state_size
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+    /// Sets the number of accumulators the operator holds.
+    pub fn record_open_windows(&self, n: u64) {
+        self.open_windows.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
     /// Sets the combined watermark.
     pub fn record_watermark(&self, millis: i64) {

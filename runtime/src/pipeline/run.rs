@@ -172,7 +172,10 @@ where
                     out.push((plan.row(&func, fired), u))
                 });
                         metrics.record_watermark(wm);
-                        deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
+                metrics.record_open_windows(op.state_len() as u64);
+                        let before = summary.rows_emitted;
+            deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
+            metrics.record_rows_emitted(summary.rows_emitted - before);
                     }
                     continue;
                 }
@@ -269,8 +272,11 @@ where
                     out.push((plan.row(&func, fired), u))
                 });
                 metrics.record_watermark(wm);
+                metrics.record_open_windows(op.state_len() as u64);
             }
+            let before = summary.rows_emitted;
             deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
+            metrics.record_rows_emitted(summary.rows_emitted - before);
             metrics.record_processing_latency(t0.elapsed());
         }
         drop(rx);
@@ -282,7 +288,9 @@ where
             let u = fired.is_update;
             out.push((plan.row(&func, fired), u))
         });
+        let before = summary.rows_emitted;
         deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
+        metrics.record_rows_emitted(summary.rows_emitted - before);
         for sink in &sinks {
             error_handler.retry(|| sink.flush()).await?;
         }
