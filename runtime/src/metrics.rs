@@ -91,7 +91,12 @@ impl ProcessorMetrics {
             state_size: gauge(
                 &registry,
                 "processor_state_size_bytes",
-                "size of the operator state",
+                "size of the state, in bytes",
+            ),
+            open_windows: gauge(
+                &registry,
+                "processor_open_windows",
+                "accumulators held: (key, pane or session) pairs not yet purged",
             ),
             watermark: gauge(
                 &registry,
