@@ -166,17 +166,15 @@ fn the_reference_example_loads_and_says_what_this_build_cannot_run() {
     let out = processor(&["validate-config", reference], &[], dir.path());
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("`processor.parallelism` is 4, which this build cannot run yet"),
+        text(&out.stderr)
+            .contains("`processor.state.backend` is `rocksdb`, which this build cannot run yet"),
         "{}",
         text(&out.stderr)
     );
-    // with the overrides the message suggests, it validates
+    // with the override the message suggests, it validates (parallelism 4 included)
     let out = processor(
         &["validate-config", reference],
-        &[
-            ("PROCESSOR_PARALLELISM", "1"),
-            ("PROCESSOR_STATE__BACKEND", "memory"),
-        ],
+        &[("PROCESSOR_STATE__BACKEND", "memory")],
         dir.path(),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -184,6 +182,36 @@ fn the_reference_example_loads_and_says_what_this_build_cannot_run() {
     assert!(processor(&["validate-config", local], &[], dir.path())
         .status
         .success());
+}
+
+#[test]
+fn parallel_workers_give_the_rows_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = processor(
+        &["generate", "--events", "20000", "--out", "w.jsonl"],
+        &[],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    let rows = |parallelism: &str| {
+        let out = processor(
+            &["run", "--input", "w.jsonl", "--format", "json"],
+            &[
+                ("PROCESSOR_PARALLELISM", parallelism),
+                ("PROCESSOR_WINDOWS__TUMBLING__SIZE_SECS", "60"),
+            ],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+        lines.sort();
+        (lines, counts(&text(&out.stderr)))
+    };
+    let (one, c1) = rows("1");
+    let (three, c3) = rows("3");
+    assert!(one.len() > 100);
+    assert_eq!(c1, c3);
+    assert_eq!(one, three);
 }
 
 #[test]

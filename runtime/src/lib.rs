@@ -92,7 +92,9 @@ pub mod __private {
     pub use crate::error::{ProcessorError, ProcessorResult};
     pub use crate::event::GroupingKey;
     pub use crate::operator::{Admission, Fired, KeyRef, WindowFunction, WindowOperator};
-    pub use crate::pipeline::{DynamicPlan, Envelope, Fed, Pipeline, PipelineBuilder, Plan};
+    pub use crate::pipeline::{
+        key_hash, DynamicPlan, Envelope, Fed, Pipeline, PipelineBuilder, Plan,
+    };
     pub use crate::time::from_millis;
     pub use crate::watermark::{
         BoundedOutOfOrdernessWatermark, LateEventHandler, PeriodicWatermarkGenerator,

@@ -416,6 +416,15 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
                 ))
             }
 
+            fn route(&self, e: &#event, envelope: &mut #p::Envelope) -> #p::ProcessorResult<(i64, u64)> {
+                let __ts = match envelope.timestamp {
+                    ::core::option::Option::Some(t) => t,
+                    ::core::option::Option::None => <#event as #p::Event>::event_time_millis(e),
+                };
+                let __key = #key_ref;
+                ::core::result::Result::Ok((__ts, #p::key_hash(&__key)))
+            }
+
             fn row(&self, _: &#func, fired: #p::Fired<'_, Self::Key, #acc>) -> #row {
                 let acc = fired.acc;
                 #row {

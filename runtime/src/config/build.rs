@@ -41,6 +41,7 @@ pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<
     let mut b = create_pipeline::<FeedbackEvent>()
         .with_name("processor")
         .with_buffer_size(p.buffer_size)
+        .with_parallelism(p.parallelism)
         .with_key_fields(&keys)
         .with_value_field(p.measure.clone())
         .with_aggregations(spec)

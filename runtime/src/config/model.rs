@@ -16,7 +16,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorConfig {
-    /// Worker tasks (events routed by key hash). Only 1 is supported in this build.
+    /// Worker tasks; events are routed to them by key hash.
     pub parallelism: usize,
     /// Records buffered between the source and the operator (backpressure bound).
     pub buffer_size: usize,

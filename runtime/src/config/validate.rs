@@ -230,13 +230,6 @@ pub fn check_runnable(config: &Config) -> ProcessorResult<()> {
             "`{key}` is {value}, which this build cannot run yet; {fix}"
         )))
     };
-    if p.parallelism != 1 {
-        return missing(
-            "processor.parallelism",
-            p.parallelism.to_string(),
-            "set it to 1 (one worker)",
-        );
-    }
     if p.state.backend != "memory" {
         return missing(
             "processor.state.backend",

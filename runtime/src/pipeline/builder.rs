@@ -82,6 +82,7 @@ pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) metrics: Option<Arc<ProcessorMetrics>>,
     pub(super) buffer_size: usize,
     pub(super) shutdown: Option<super::run::Shutdown>,
+    pub(super) parallelism: usize,
 }
 
 impl<T, P: Plan<Event = T>> std::fmt::Debug for PipelineBuilder<T, P> {
@@ -117,6 +118,7 @@ where
             metrics: None,
             buffer_size: 10_000,
             shutdown: None,
+            parallelism: 1,
         }
     }
 
@@ -278,6 +280,13 @@ where
         self
     }
 
+    /// Runs `n` worker tasks, each owning the keys whose hash falls to it (default 1).
+    /// The rows are the same as with one worker; only their interleaving across keys differs.
+    pub fn with_parallelism(mut self, n: usize) -> Self {
+        self.parallelism = n;
+        self
+    }
+
     /// Records buffered between the source and the operator (backpressure bound).
     pub fn with_buffer_size(mut self, n: usize) -> Self {
         self.buffer_size = n;
@@ -301,6 +310,9 @@ where
             return invalid("no window: add .with_tumbling_window(size), .with_sliding_window(size, slide) or .with_session_window(gap)");
         };
         window.validate()?;
+        if self.parallelism == 0 {
+            return invalid("parallelism must be at least 1");
+        }
         if self.buffer_size == 0 {
             return invalid("buffer size must be at least 1");
         }
@@ -347,6 +359,7 @@ where
                 .unwrap_or_else(|| Arc::new(ProcessorMetrics::new())),
             buffer_size: self.buffer_size,
             shutdown: self.shutdown,
+            parallelism: self.parallelism,
         })
     }
 }
@@ -469,6 +482,7 @@ pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) metrics: Arc<ProcessorMetrics>,
     pub(super) buffer_size: usize,
     pub(super) shutdown: Option<super::run::Shutdown>,
+    pub(super) parallelism: usize,
 }
 
 impl<T, P: Plan<Event = T>> std::fmt::Debug for Pipeline<T, P> {

@@ -3,9 +3,10 @@
 
 mod builder;
 mod extract;
+mod parallel;
 mod plan;
 mod run;
 
 pub use builder::{create_pipeline, Pipeline, PipelineBuilder};
-pub use plan::{DynamicPlan, Envelope, Fed, Plan};
+pub use plan::{key_hash, DynamicPlan, Envelope, Fed, Plan};
 pub use run::{DynamicAggregation, RunSummary};

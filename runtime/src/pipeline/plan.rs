@@ -33,15 +33,15 @@ pub enum Fed {
 
 /// The compiled part of a pipeline: how an event becomes a key, an event time and an
 /// aggregation input, and how a fired window becomes a row.
-pub trait Plan: Send + 'static {
+pub trait Plan: Send + Sync + 'static {
     /// The event type.
     type Event: Serialize + DeserializeOwned + Send + 'static;
     /// The key type.
     type Key: Hash + Eq + Send + 'static;
     /// The aggregation.
-    type Func: WindowFunction + Clone + Send + 'static;
+    type Func: WindowFunction<Acc: Send> + Clone + Send + Sync + 'static;
     /// The result row.
-    type Row: Clone + Send + 'static;
+    type Row: Clone + Send + Sync + 'static;
 
     /// The aggregation the operator maintains.
     fn function(&self) -> Self::Func;
@@ -58,6 +58,11 @@ pub trait Plan: Send + 'static {
     where
         T: WindowTrigger,
         E: FnMut(Fired<'_, Self::Key, <Self::Func as WindowFunction>::Acc>);
+
+    /// Event time (ms) and a hash of the key, to route the event to a worker when the
+    /// pipeline runs with `parallelism` > 1. May fill `envelope` with what it extracted, so
+    /// that [`feed`](Self::feed) does not extract it again.
+    fn route(&self, event: &Self::Event, envelope: &mut Envelope) -> ProcessorResult<(i64, u64)>;
 
     /// The row of a fired window.
     fn row(
@@ -132,6 +137,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
         Ok(Fed::Offered(x.timestamp, admission))
     }
 
+    fn route(&self, event: &T, envelope: &mut Envelope) -> ProcessorResult<(i64, u64)> {
+        let x = self
+            .extractor
+            .extract(event, envelope.timestamp, envelope.key.take())?;
+        let hash = key_hash(&x.key);
+        envelope.timestamp = Some(x.timestamp);
+        envelope.key = Some(x.key);
+        Ok((x.timestamp, hash))
+    }
+
     fn row(
         &self,
         func: &DynamicAggregation,
@@ -139,4 +154,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
     ) -> AggregationResult {
         func.row(fired)
     }
+}
+
+/// A hash of a key that is the same in every process and run (SipHash with fixed keys).
+pub fn key_hash<K: std::hash::Hash + ?Sized>(key: &K) -> u64 {
+    use std::hash::Hasher;
+    #[allow(
+        deprecated,
+        reason = "SipHasher is the stable, seedless hasher std offers"
+    )]
+    let mut h = std::hash::SipHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }

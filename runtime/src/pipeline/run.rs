@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::builder::Pipeline;
+use super::parallel::{bad, Collector, Shared, ToWorker, Workers};
 use super::plan::{Envelope, Fed, Plan};
 use crate::aggregation::{AggregationResult, AggregationSpec, AggregationState};
 use crate::error::{ErrorDisposition, ErrorPolicy, ProcessorError, ProcessorResult};
@@ -118,6 +119,7 @@ where
             metrics,
             buffer_size,
             shutdown,
+            parallelism,
         } = self;
         let mut shutdown: Shutdown = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
         let source_name = source.describe();
@@ -126,9 +128,6 @@ where
             watermark.register_partition(p, started);
         }
         let trigger: Box<dyn WindowTrigger> = trigger.unwrap_or_else(|| Box::new(EventTimeTrigger));
-        let func = plan.function();
-        let mut op: WindowOperator<P::Key, P::Func, Box<dyn WindowTrigger>> =
-            WindowOperator::with_trigger(window, lateness_ms, func.clone(), trigger)?;
 
         // The source runs in its own task; the bounded channel gives backpressure.
         let (tx, mut rx) = mpsc::channel::<ProcessorResult<SourceRecord<T>>>(buffer_size);
@@ -156,7 +155,122 @@ where
         let mut out: Vec<(P::Row, bool)> = Vec::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(source = %source_name, "pipeline started");
+        tracing::info!(source = %source_name, parallelism, "pipeline started");
+
+        if parallelism > 1 {
+            let plan = Arc::new(plan);
+            let workers = Workers::start(
+                parallelism,
+                buffer_size,
+                Shared {
+                    plan: Arc::clone(&plan),
+                    window,
+                    lateness_ms,
+                    trigger: Arc::from(trigger),
+                    source_name: source_name.clone(),
+                },
+                Collector {
+                    sinks,
+                    error_handler,
+                    late_sink,
+                    drop_late,
+                    metrics: Arc::clone(&metrics),
+                },
+            )?;
+            let mut events_in = 0u64;
+            loop {
+                let record = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = &mut shutdown => None,
+                    _ = ticker.tick() => {
+                        if let Some(wm) = watermark.on_tick(Instant::now()) {
+                            workers.advance(wm).await?;
+                            metrics.record_watermark(wm);
+                        }
+                        continue;
+                    }
+                };
+                let Some(record) = record else { break };
+                let record = record?;
+                let t0 = Instant::now();
+                events_in += 1;
+                metrics.record_event_processed();
+                let SourceRecord {
+                    payload,
+                    partition,
+                    offset,
+                    sequence,
+                } = record;
+                let position =
+                    || format!("partition {partition} line {sequence} (offset {offset})");
+                let (event, raw, timestamp, key) = match payload {
+                    Payload::Bytes(bytes) => match serde_json::from_slice::<T>(&bytes) {
+                        Ok(e) => (e, Some(bytes), None, None),
+                        Err(e) => {
+                            let err = ProcessorError::Deserialization(e.to_string());
+                            let text = String::from_utf8_lossy(&bytes).into_owned();
+                            let _ =
+                                workers
+                                    .outcomes
+                                    .send(bad(&err, &source_name, position(), text));
+                            continue;
+                        }
+                    },
+                    Payload::Event(e) => (e, None, None, None),
+                    Payload::Envelope(pe) => {
+                        let ts = match pe.timestamp {
+                            EventTimestamp::Event(t) | EventTimestamp::Ingestion(t) => {
+                                Some(to_millis(t))
+                            }
+                            EventTimestamp::Processing(_) => None,
+                        };
+                        (pe.data, None, ts, pe.key)
+                    }
+                };
+                let mut envelope = Envelope { timestamp, key };
+                match plan.route(&event, &mut envelope) {
+                    Err(err) => {
+                        let text = payload_text(&event, raw.as_deref());
+                        let _ = workers
+                            .outcomes
+                            .send(bad(&err, &source_name, position(), text));
+                    }
+                    Ok((ts, hash)) => {
+                        let partition_watermark = watermark.partition_watermark(partition);
+                        let position = position();
+                        workers
+                            .route(
+                                hash,
+                                ToWorker::Event {
+                                    event,
+                                    envelope,
+                                    partition_watermark,
+                                    raw,
+                                    position,
+                                },
+                            )
+                            .await?;
+                        if let Some(wm) = watermark.on_event(partition, ts, t0) {
+                            workers.advance(wm).await?;
+                            metrics.record_watermark(wm);
+                        }
+                    }
+                }
+                metrics.record_processing_latency(t0.elapsed());
+            }
+            drop(rx);
+            reader.abort();
+            let _ = reader.await;
+            let final_watermark = watermark.emitted_millis();
+            let mut summary = workers.finish().await?;
+            summary.events_in = events_in;
+            summary.final_watermark = final_watermark;
+            return Ok(summary);
+        }
+
+        let func = plan.function();
+        let mut op: WindowOperator<P::Key, P::Func, Box<dyn WindowTrigger>> =
+            WindowOperator::with_trigger(window, lateness_ms, func.clone(), trigger)?;
 
         loop {
             let record = tokio::select! {
@@ -309,14 +423,14 @@ where
     }
 }
 
-fn payload_text<T: Serialize>(event: &T, raw: Option<&[u8]>) -> String {
+pub(super) fn payload_text<T: Serialize>(event: &T, raw: Option<&[u8]>) -> String {
     match raw {
         Some(b) => String::from_utf8_lossy(b).into_owned(),
         None => serde_json::to_string(event).unwrap_or_default(),
     }
 }
 
-fn dead_letter(
+pub(super) fn dead_letter(
     err: &ProcessorError,
     source: &str,
     position: String,
@@ -332,7 +446,7 @@ fn dead_letter(
     }
 }
 
-async fn handle_bad(
+pub(super) async fn handle_bad(
     handler: &mut crate::error::ErrorHandler,
     record: DeadLetterRecord,
     summary: &mut RunSummary,
@@ -350,7 +464,7 @@ async fn handle_bad(
 }
 
 /// Sends pending rows to every sink, retrying as the error policy allows.
-async fn deliver<R: Clone + Send + 'static>(
+pub(super) async fn deliver<R: Clone + Send + 'static>(
     sinks: &[Arc<dyn EventSink<R>>],
     handler: &crate::error::ErrorHandler,
     out: &mut Vec<(R, bool)>,

@@ -39,6 +39,21 @@ impl<T: WindowTrigger + ?Sized> WindowTrigger for Box<T> {
     }
 }
 
+impl<T: WindowTrigger + ?Sized> WindowTrigger for std::sync::Arc<T> {
+    fn should_fire(&self, window: &Window, watermark: &Watermark, element_count: u64) -> bool {
+        (**self).should_fire(window, watermark, element_count)
+    }
+    fn should_purge(&self, window: &Window, watermark: &Watermark) -> bool {
+        (**self).should_purge(window, watermark)
+    }
+    fn uses_element_count(&self) -> bool {
+        (**self).uses_element_count()
+    }
+    fn is_event_time(&self) -> bool {
+        (**self).is_event_time()
+    }
+}
+
 /// The default trigger: fire when the watermark reaches the window's end, and again for
 /// each event that arrives within the allowed lateness.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
