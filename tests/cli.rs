@@ -280,7 +280,9 @@ fn metrics_endpoint_is_scraped_during_a_run() {
                 .unwrap();
             body.clear();
             s.read_to_string(&mut body).unwrap();
-            if body.contains("processor_events_processed_total 50") {
+            if body.contains("processor_events_processed_total 50")
+                && body.contains("processor_partition_watermark_millis{partition=\"0\"} 49000")
+            {
                 break;
             }
         }
@@ -294,4 +296,61 @@ fn metrics_endpoint_is_scraped_during_a_run() {
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn sigterm_and_sigint_stop_cleanly_with_rows_flushed() {
+    for signal in ["-TERM", "-INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_processor"))
+            .args([
+                "run",
+                "--input",
+                "-",
+                "--output",
+                "rows.jsonl",
+                "--log-format",
+                "json",
+            ])
+            .current_dir(dir.path())
+            .env("PROCESSOR_DEAD_LETTER_DIR", dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..10 {
+            writeln!(
+                stdin,
+                "{{\"timestamp\":{},\"model\":\"m\",\"region\":\"r\",\"latency_ms\":1}}",
+                i * 1000
+            )
+            .unwrap();
+        }
+        stdin.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        assert!(out.status.success(), "{signal}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("shutdown requested"), "{stderr}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with('{')),
+            "JSON logs: {stderr}"
+        );
+        let rows = std::fs::read_to_string(dir.path().join("rows.jsonl")).unwrap();
+        assert_eq!(
+            rows.lines().count(),
+            1,
+            "the open window fired and was flushed"
+        );
+        assert!(rows.contains("\"count\":10.0"), "{rows}");
+    }
 }

@@ -1,6 +1,9 @@
 //! Operational metrics of the processor, on the `prometheus` crate.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use std::time::Duration;
 
 /// Counters, gauges and a latency histogram of one processor, in their own registry.
@@ -29,6 +32,7 @@ pub struct ProcessorMetrics {
     rows_emitted: IntCounter,
     state_size: IntGauge,
     open_windows: IntGauge,
+    partition_watermarks: IntGaugeVec,
     watermark: IntGauge,
     processing_latency: Histogram,
 }
@@ -70,7 +74,19 @@ impl ProcessorMetrics {
         registry
             .register(Box::new(processing_latency.clone()))
             .expect("metric is registered once in a fresh registry");
+        let partition_watermarks = IntGaugeVec::new(
+            Opts::new(
+                "processor_partition_watermark_millis",
+                "watermark of each source partition, epoch milliseconds (lag: time() * 1000 - this)",
+            ),
+            &["partition"],
+        )
+        .expect("metric name is valid");
+        registry
+            .register(Box::new(partition_watermarks.clone()))
+            .expect("metric is registered once in a fresh registry");
         ProcessorMetrics {
+            partition_watermarks,
             events_processed: counter(&registry, "processor_events_processed_total", "events read"),
             events_late: counter(
                 &registry,
@@ -141,6 +157,12 @@ impl ProcessorMetrics {
     pub fn record_state_size(&self, bytes: u64) {
         self.state_size
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+    /// Sets the watermark of one source partition.
+    pub fn record_partition_watermark(&self, partition: u32, millis: i64) {
+        self.partition_watermarks
+            .with_label_values(&[partition.to_string().as_str()])
+            .set(millis);
     }
     /// Sets the number of accumulators the operator holds.
     pub fn record_open_windows(&self, n: u64) {

@@ -19,8 +19,19 @@ const SAMPLE: &[u8] = include_bytes!("../../../data/sample-events.jsonl");
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// Log format on stderr (level from RUST_LOG, default `warn`).
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,15 +80,31 @@ enum Format {
     Json,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async_main());
+    // A read of stdin may still block a thread after a stop signal: do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -135,9 +162,9 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
         } => {
             let config = load(config.as_ref()).await?;
             let p = &config.processor;
-            let mut b = config::pipeline_from_config(&config)?.with_shutdown_signal(async {
-                let _ = tokio::signal::ctrl_c().await;
-            });
+            let mut b = config::pipeline_from_config(&config)?.with_shutdown_signal(stop_signal());
+            let from_file =
+                input.as_ref().is_none_or(|i| i.as_os_str() != "-") && p.source.kind != "stdin";
             b = match (&input, p.source.kind.as_str()) {
                 (Some(path), _) => b.with_file_source(path),
                 (None, "file") => b.with_file_source(&p.source.path),
@@ -193,9 +220,33 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
                     }
                 })
             });
+            let progress = (from_file && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .then(|| {
+                    let bar = indicatif::ProgressBar::new_spinner();
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{spinner} {pos} events read ({per_sec})",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                    let metrics = Arc::clone(&metrics);
+                    let task_bar = bar.clone();
+                    let task = tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+                        loop {
+                            tick.tick().await;
+                            task_bar.set_position(metrics.events_processed());
+                        }
+                    });
+                    (bar, task)
+                });
             let summary = b.build()?.run().await?;
             for task in [server, logger].into_iter().flatten() {
                 task.abort();
+            }
+            if let Some((bar, task)) = progress {
+                task.abort();
+                bar.finish_and_clear();
             }
             eprintln!(
                 "{} events read: {} aggregated, {} late, {} dead-lettered, {} skipped; {} rows ({} updates)",
@@ -209,5 +260,28 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -187,6 +187,9 @@ where
                             workers.advance(wm).await?;
                             metrics.record_watermark(wm);
                         }
+                        for (p, _) in watermark.snapshot() {
+                            metrics.record_partition_watermark(p, watermark.partition_watermark(p));
+                        }
                         continue;
                     }
                 };
@@ -290,6 +293,9 @@ where
                         let before = summary.rows_emitted;
             deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
             metrics.record_rows_emitted(summary.rows_emitted - before);
+                    }
+                    for (p, _) in watermark.snapshot() {
+                        metrics.record_partition_watermark(p, watermark.partition_watermark(p));
                     }
                     continue;
                 }
