@@ -206,31 +206,15 @@ where
                 } = record;
                 let position =
                     || format!("partition {partition} line {sequence} (offset {offset})");
-                let (event, raw, timestamp, key) = match payload {
-                    Payload::Bytes(bytes) => match serde_json::from_slice::<T>(&bytes) {
-                        Ok(e) => (e, Some(bytes), None, None),
-                        Err(e) => {
-                            let err = ProcessorError::Deserialization(e.to_string());
-                            let text = String::from_utf8_lossy(&bytes).into_owned();
-                            let _ =
-                                workers
-                                    .outcomes
-                                    .send(bad(&err, &source_name, position(), text));
-                            continue;
-                        }
-                    },
-                    Payload::Event(e) => (e, None, None, None),
-                    Payload::Envelope(pe) => {
-                        let ts = match pe.timestamp {
-                            EventTimestamp::Event(t) | EventTimestamp::Ingestion(t) => {
-                                Some(to_millis(t))
-                            }
-                            EventTimestamp::Processing(_) => None,
-                        };
-                        (pe.data, None, ts, pe.key)
+                let (event, raw, mut envelope) = match decode(payload) {
+                    Ok(d) => d,
+                    Err((err, text)) => {
+                        let _ = workers
+                            .outcomes
+                            .send(bad(&err, &source_name, position(), text));
+                        continue;
                     }
                 };
-                let mut envelope = Envelope { timestamp, key };
                 match plan.route(&event, &mut envelope) {
                     Err(err) => {
                         let text = payload_text(&event, raw.as_deref());
@@ -313,37 +297,15 @@ where
             } = record;
             let position = || format!("partition {partition} line {sequence} (offset {offset})");
 
-            let (event, raw, envelope_ts, envelope_key) = match payload {
-                Payload::Bytes(bytes) => match serde_json::from_slice::<T>(&bytes) {
-                    Ok(e) => (e, Some(bytes), None, None),
-                    Err(e) => {
-                        let err = ProcessorError::Deserialization(e.to_string());
-                        let rec = dead_letter(
-                            &err,
-                            &source_name,
-                            position(),
-                            String::from_utf8_lossy(&bytes).into_owned(),
-                        );
-                        handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?;
-                        continue;
-                    }
-                },
-                Payload::Event(e) => (e, None, None, None),
-                Payload::Envelope(pe) => {
-                    let ts = match pe.timestamp {
-                        EventTimestamp::Event(t) | EventTimestamp::Ingestion(t) => {
-                            Some(to_millis(t))
-                        }
-                        EventTimestamp::Processing(_) => None,
-                    };
-                    (pe.data, None, ts, pe.key)
+            let (event, raw, envelope) = match decode(payload) {
+                Ok(d) => d,
+                Err((err, text)) => {
+                    let rec = dead_letter(&err, &source_name, position(), text);
+                    handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?;
+                    continue;
                 }
             };
             let partition_wm = watermark.partition_watermark(partition);
-            let envelope = Envelope {
-                timestamp: envelope_ts,
-                key: envelope_key,
-            };
             let fed = plan.feed(&mut op, partition_wm, &event, envelope, &mut |fired| {
                 let u = fired.is_update;
                 out.push((plan.row(&func, fired), u))
@@ -426,6 +388,39 @@ where
             "pipeline finished"
         );
         Ok(summary)
+    }
+}
+
+/// A decoded record: the event, its raw bytes when it came as bytes, what its envelope gave.
+type Decoded<T> = (T, Option<Vec<u8>>, Envelope);
+
+/// A record as a [`Decoded`]; or the decoding error with the payload as text.
+fn decode<T: DeserializeOwned>(
+    payload: Payload<T>,
+) -> Result<Decoded<T>, (ProcessorError, String)> {
+    match payload {
+        Payload::Bytes(bytes) => match serde_json::from_slice::<T>(&bytes) {
+            Ok(e) => Ok((e, Some(bytes), Envelope::default())),
+            Err(e) => Err((
+                ProcessorError::Deserialization(e.to_string()),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )),
+        },
+        Payload::Event(e) => Ok((e, None, Envelope::default())),
+        Payload::Envelope(pe) => {
+            let timestamp = match pe.timestamp {
+                EventTimestamp::Event(t) | EventTimestamp::Ingestion(t) => Some(to_millis(t)),
+                EventTimestamp::Processing(_) => None,
+            };
+            Ok((
+                pe.data,
+                None,
+                Envelope {
+                    timestamp,
+                    key: pe.key,
+                },
+            ))
+        }
     }
 }
 
