@@ -242,11 +242,13 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
                 )
             }
             AggKind::Percentile(f, pc) => {
-                let pct = format_ident!("{}_pct", f);
-                (
-                    quote!(::core::option::Option<f64>),
-                    quote!(acc.#pct.percentile(#pc)),
-                )
+                // All percentiles of a field come from one sort (`__{field}_pcts`).
+                let all = format_ident!("__{}_pcts", f);
+                let i = percentiles_of(&m.aggs, f)
+                    .iter()
+                    .position(|p| p == pc)
+                    .expect("this percentile is among its field's");
+                (quote!(::core::option::Option<f64>), quote!(#all[#i]))
             }
             AggKind::Custom {
                 agg,
@@ -317,6 +319,12 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
     let row_doc =
         format!("A result row of [`{name}`]: the key, the window and one column per output.");
     let acc_init2 = acc_init.clone();
+    let pct_lets = fields.iter().filter(|(_, n)| n.percentile).map(|(f, _)| {
+        let all = format_ident!("__{}_pcts", f);
+        let pct = format_ident!("{}_pct", f);
+        let ps = percentiles_of(&m.aggs, f);
+        quote!(let #all = acc.#pct.percentiles(&[#(#ps),*]);)
+    });
     let key_assoc = quote_spanned!(key_span=> type Key = #key_type;);
 
     quote! {
@@ -427,6 +435,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
 
             fn row(&self, _: &#func, fired: #p::Fired<'_, Self::Key, #acc>) -> #row {
                 let acc = fired.acc;
+                #(#pct_lets)*
                 #row {
                     #key_values
                     window_start: #p::from_millis(fired.start),
@@ -481,4 +490,17 @@ pub fn fallback(decl: &PipelineDecl) -> TokenStream {
             }
         }
     }
+}
+
+/// The percentiles asked of `field`, in declaration order, without repeats.
+fn percentiles_of(aggs: &[super::check::Agg], field: &Ident) -> Vec<f64> {
+    let mut out: Vec<f64> = Vec::new();
+    for a in aggs {
+        if let AggKind::Percentile(f, p) = &a.kind {
+            if f == field && !out.contains(p) {
+                out.push(*p);
+            }
+        }
+    }
+    out
 }
