@@ -211,11 +211,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
                 acc.max,
                 acc.sd.population(),
             ));
-            std::hint::black_box((
-                acc.pct.percentile(50.0),
-                acc.pct.percentile(95.0),
-                acc.pct.percentile(99.0),
-            ));
+            std::hint::black_box(acc.pct.percentiles(&[50.0, 95.0, 99.0]));
         } else {
             std::hint::black_box(acc.pct.percentile(99.0));
         }
