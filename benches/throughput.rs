@@ -10,11 +10,6 @@
 //! Every variant's result rows are checked against the generated operator's before any
 //! time counts. Results go to stdout as a Markdown table (copied into BENCHMARKS.md).
 
-#![allow(
-    unsafe_code,
-    reason = "a counting global allocator wraps the system one"
-)]
-
 use llm_optimizer_processor::aggregation::{
     AggregationKind, AggregationSpec, PercentileAccumulator, StdDevAccumulator,
 };
@@ -24,31 +19,12 @@ use llm_optimizer_processor::prelude::*;
 use llm_optimizer_processor::watermark::WatermarkGenerator;
 use llm_optimizer_processor::window::WindowSpec;
 use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 const BOUND_MS: i64 = 30_000;
 const LATENESS_MS: i64 = 60_000;
@@ -302,11 +278,11 @@ struct Measured {
 }
 
 fn measure(name: &str, n: usize, f: &mut dyn FnMut() -> Output) -> (f64, f64, Output) {
-    let a0 = ALLOCATIONS.load(Ordering::Relaxed);
+    let a0 = counting_alloc::allocations();
     let t0 = Instant::now();
     let out = f();
     let secs = t0.elapsed().as_secs_f64();
-    let allocs = (ALLOCATIONS.load(Ordering::Relaxed) - a0) as f64 / n as f64;
+    let allocs = (counting_alloc::allocations() - a0) as f64 / n as f64;
     let _ = name;
     (n as f64 / secs, allocs, out)
 }

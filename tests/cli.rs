@@ -14,6 +14,38 @@ fn processor(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Outp
     cmd.output().expect("the processor runs")
 }
 
+/// Starts the processor with `args`, writes `events` JSON lines (one event a second of event
+/// time) to its stdin and returns it with stdin still open.
+fn spawn_with_events(
+    args: &[&str],
+    env: &[(&str, &str)],
+    dir: &std::path::Path,
+    events: u64,
+) -> (std::process::Child, std::process::ChildStdin) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_processor"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("PROCESSOR_DEAD_LETTER_DIR", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the processor starts");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    for i in 0..events {
+        writeln!(
+            stdin,
+            "{{\"timestamp\":{},\"model\":\"m\",\"region\":\"r\",\"latency_ms\":1}}",
+            i * 1000
+        )
+        .unwrap();
+    }
+    stdin.flush().unwrap();
+    (child, stdin)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -251,27 +283,15 @@ fn metrics_endpoint_is_scraped_during_a_run() {
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_processor"))
-        .args(["run", "--input", "-"])
-        .current_dir(dir.path())
-        .env("PROCESSOR_DEAD_LETTER_DIR", dir.path())
-        .env("PROCESSOR_METRICS__ENABLED", "true")
-        .env("PROCESSOR_METRICS__ADDRESS", &address)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for i in 0..50 {
-        writeln!(
-            stdin,
-            "{{\"timestamp\":{},\"model\":\"m\",\"region\":\"r\",\"latency_ms\":1}}",
-            i * 1000
-        )
-        .unwrap();
-    }
-    stdin.flush().unwrap();
+    let (child, stdin) = spawn_with_events(
+        &["run", "--input", "-"],
+        &[
+            ("PROCESSOR_METRICS__ENABLED", "true"),
+            ("PROCESSOR_METRICS__ADDRESS", &address),
+        ],
+        dir.path(),
+        50,
+    );
     // scrape while the run is still waiting for more input
     let mut body = String::new();
     for _ in 0..100 {
@@ -302,8 +322,8 @@ fn metrics_endpoint_is_scraped_during_a_run() {
 fn sigterm_and_sigint_stop_cleanly_with_rows_flushed() {
     for signal in ["-TERM", "-INT"] {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_processor"))
-            .args([
+        let (child, stdin) = spawn_with_events(
+            &[
                 "run",
                 "--input",
                 "-",
@@ -311,25 +331,11 @@ fn sigterm_and_sigint_stop_cleanly_with_rows_flushed() {
                 "rows.jsonl",
                 "--log-format",
                 "json",
-            ])
-            .current_dir(dir.path())
-            .env("PROCESSOR_DEAD_LETTER_DIR", dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        for i in 0..10 {
-            writeln!(
-                stdin,
-                "{{\"timestamp\":{},\"model\":\"m\",\"region\":\"r\",\"latency_ms\":1}}",
-                i * 1000
-            )
-            .unwrap();
-        }
-        stdin.flush().unwrap();
+            ],
+            &[("RUST_LOG", "info")],
+            dir.path(),
+            10,
+        );
         std::thread::sleep(std::time::Duration::from_millis(700));
         let status = Command::new("kill")
             .args([signal, &child.id().to_string()])

@@ -3,38 +3,13 @@
 //! Counted with a counting global allocator around the operator's per-event path
 //! (building output rows, which clones the key, is per window and not counted here).
 
-#![allow(
-    unsafe_code,
-    reason = "a counting global allocator wraps the system one"
-)]
-
 use chrono::{TimeZone, Utc};
 use llm_optimizer_processor::prelude::*;
 use llm_optimizer_processor::Plan;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
 struct Call {
@@ -142,7 +117,7 @@ fn run<P: Plan<Event = Call>>(
         rows += 1;
         std::hint::black_box(f.acc);
     };
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting_alloc::allocations();
     for e in evs {
         let pw = wm.partition_watermark(0);
         let fed = plan
@@ -156,7 +131,7 @@ fn run<P: Plan<Event = Call>>(
         }
     }
     op.flush(&mut emit);
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = counting_alloc::allocations() - before;
     (allocations, pairs.len(), rows)
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::plan::{Envelope, Fed, Plan};
-use super::run::{dead_letter, deliver, handle_bad, payload_text, RunSummary};
+use super::run::{collect_rows, dead_letter, deliver, handle_bad, payload_text, RunSummary};
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::metrics::ProcessorMetrics;
 use crate::operator::{Admission, WindowOperator};
@@ -100,15 +100,9 @@ where
                 let mut rows: Vec<(R, bool)> = Vec::new();
                 while let Some(msg) = rx.recv().await {
                     match msg {
-                        ToWorker::Advance(wm) => op.advance_to(wm, &mut |f| {
-                            let u = f.is_update;
-                            rows.push((plan.row(&func, f), u))
-                        }),
+                        ToWorker::Advance(wm) => op.advance_to(wm, &mut collect_rows(&*plan, &func, &mut rows)),
                         ToWorker::Event { event, envelope, partition_watermark, raw, position } => {
-                            let fed = plan.feed(&mut op, partition_watermark, &event, envelope, &mut |f| {
-                                let u = f.is_update;
-                                rows.push((plan.row(&func, f), u))
-                            });
+                            let fed = plan.feed(&mut op, partition_watermark, &event, envelope, &mut collect_rows(&*plan, &func, &mut rows));
                             let outcome = match fed {
                                 Ok(Fed::Offered(_, Admission::Accepted)) => Outcome::Accepted,
                                 Ok(Fed::Filtered(_)) => Outcome::Filtered,
@@ -133,10 +127,7 @@ where
                         let _ = out.send(Outcome::Rows(std::mem::take(&mut rows)));
                     }
                 }
-                op.flush(&mut |f| {
-                    let u = f.is_update;
-                    rows.push((plan.row(&func, f), u))
-                });
+                op.flush(&mut collect_rows(&*plan, &func, &mut rows));
                 if !rows.is_empty() {
                     let _ = out.send(Outcome::Rows(rows));
                 }

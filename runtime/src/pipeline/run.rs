@@ -268,10 +268,7 @@ where
                 }
                 _ = ticker.tick() => {
                     if let Some(wm) = watermark.on_tick(Instant::now()) {
-                        op.advance_to(wm, &mut |fired| {
-                    let u = fired.is_update;
-                    out.push((plan.row(&func, fired), u))
-                });
+                        op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
                         metrics.record_watermark(wm);
                 metrics.record_open_windows(op.state_len() as u64);
                         let before = summary.rows_emitted;
@@ -306,10 +303,13 @@ where
                 }
             };
             let partition_wm = watermark.partition_watermark(partition);
-            let fed = plan.feed(&mut op, partition_wm, &event, envelope, &mut |fired| {
-                let u = fired.is_update;
-                out.push((plan.row(&func, fired), u))
-            });
+            let fed = plan.feed(
+                &mut op,
+                partition_wm,
+                &event,
+                envelope,
+                &mut collect_rows(&plan, &func, &mut out),
+            );
             let (event_time, admission) = match fed {
                 Ok(Fed::Offered(ts, admission)) => (ts, Some(admission)),
                 Ok(Fed::Filtered(ts)) => (ts, None),
@@ -349,10 +349,7 @@ where
                 }
             }
             if let Some(wm) = watermark.on_event(partition, event_time, t0) {
-                op.advance_to(wm, &mut |fired| {
-                    let u = fired.is_update;
-                    out.push((plan.row(&func, fired), u))
-                });
+                op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
                 metrics.record_watermark(wm);
                 metrics.record_open_windows(op.state_len() as u64);
             }
@@ -366,10 +363,7 @@ where
         let _ = reader.await;
 
         summary.final_watermark = op.watermark();
-        op.flush(&mut |fired| {
-            let u = fired.is_update;
-            out.push((plan.row(&func, fired), u))
-        });
+        op.flush(&mut collect_rows(&plan, &func, &mut out));
         let before = summary.rows_emitted;
         deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
         metrics.record_rows_emitted(summary.rows_emitted - before);
@@ -388,6 +382,19 @@ where
             "pipeline finished"
         );
         Ok(summary)
+    }
+}
+
+/// The operator's emit callback: builds each fired window's row and notes whether it is
+/// an update, into `out`.
+pub(super) fn collect_rows<'a, P: Plan>(
+    plan: &'a P,
+    func: &'a P::Func,
+    out: &'a mut Vec<(P::Row, bool)>,
+) -> impl FnMut(Fired<'_, P::Key, <P::Func as WindowFunction>::Acc>) + 'a {
+    move |fired| {
+        let is_update = fired.is_update;
+        out.push((plan.row(func, fired), is_update));
     }
 }
 
