@@ -66,6 +66,8 @@ pub use sink::{
     KafkaAggregationSink, KafkaProducerConfig, MetricsSink,
 };
 pub use source::{EventSource, FileSource, KafkaConfig};
+#[cfg(feature = "rocksdb")]
+pub use state::RocksDBStateBackend;
 pub use state::{MemoryStateBackend, StateBackend, WindowStateManager};
 pub use watermark::{
     BoundedOutOfOrdernessWatermark, LateEventHandler, PeriodicWatermarkGenerator, Watermark,

@@ -35,6 +35,9 @@ pub struct ProcessorMetrics {
     partition_watermarks: IntGaugeVec,
     watermark: IntGauge,
     processing_latency: Histogram,
+    checkpoints: IntCounter,
+    checkpoint_duration: Histogram,
+    last_checkpoint: IntGauge,
 }
 
 impl Default for ProcessorMetrics {
@@ -85,7 +88,29 @@ impl ProcessorMetrics {
         registry
             .register(Box::new(partition_watermarks.clone()))
             .expect("metric is registered once in a fresh registry");
+        let checkpoint_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "processor_checkpoint_duration_seconds",
+                "time to take one checkpoint (sinks staged, state written, sealed, published)",
+            )
+            .buckets(prometheus::exponential_buckets(1e-3, 2.0, 16).expect("valid buckets")),
+        )
+        .expect("metric name is valid");
+        registry
+            .register(Box::new(checkpoint_duration.clone()))
+            .expect("metric is registered once in a fresh registry");
         ProcessorMetrics {
+            checkpoints: counter(
+                &registry,
+                "processor_checkpoints_total",
+                "checkpoints completed",
+            ),
+            last_checkpoint: gauge(
+                &registry,
+                "processor_last_checkpoint_id",
+                "id of the last checkpoint completed",
+            ),
+            checkpoint_duration,
             partition_watermarks,
             events_processed: counter(&registry, "processor_events_processed_total", "events read"),
             events_late: counter(
@@ -127,6 +152,13 @@ impl ProcessorMetrics {
     /// The registry holding these metrics.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Records a completed checkpoint and the time it took.
+    pub fn record_checkpoint(&self, id: u64, took: Duration) {
+        self.checkpoints.inc();
+        self.last_checkpoint.set(id as i64);
+        self.checkpoint_duration.observe(took.as_secs_f64());
     }
 
     /// Records the time one event took.

@@ -348,7 +348,8 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
 
         #[doc(hidden)]
         #[doc = "The accumulator of one key and window: only what the outputs need."]
-        #[derive(Debug, Clone)]
+        #[derive(Debug, Clone, #p::serde::Serialize, #p::serde::Deserialize)]
+        #[serde(crate = "::llm_optimizer_processor::__private::serde")]
         #vis struct #acc {
             #(#acc_fields,)*
         }

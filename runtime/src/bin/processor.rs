@@ -169,10 +169,7 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
                 (Some(path), _) => b.with_file_source(path),
                 (None, "file") => b.with_file_source(&p.source.path),
                 (None, "stdin") => b.with_stdin_source(),
-                _ => b.with_source(FileSource::from_reader(
-                    "sample",
-                    std::io::Cursor::new(SAMPLE),
-                )),
+                _ => b.with_source(FileSource::from_static("sample", SAMPLE)),
             };
             let json = match format {
                 Some(Format::Json) => true,

@@ -1,5 +1,6 @@
 //! A dynamic pipeline over `FeedbackEvent`s from a [`Config`]: every key has its effect here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{check_runnable, Config};
@@ -8,10 +9,25 @@ use crate::error::{ErrorHandler, ErrorPolicy, ProcessorResult};
 use crate::event::FeedbackEvent;
 use crate::pipeline::{create_pipeline, PipelineBuilder};
 use crate::sink::DeadLetterSink;
+use crate::state::{MemoryStateBackend, StateBackend};
 use crate::watermark::{
     BoundedOutOfOrdernessWatermark, LateEventHandler, PeriodicWatermarkGenerator,
 };
 use crate::window::{SessionWindowAssigner, SlidingWindowAssigner, TumblingWindowAssigner};
+
+/// The state backend `processor.state` names: RocksDB at `path` with checkpoints in
+/// `checkpoint_path`, or memory with its checkpoints written to files in `checkpoint_path`.
+pub fn state_backend(config: &Config) -> ProcessorResult<Arc<dyn StateBackend>> {
+    let s = &config.processor.state;
+    #[cfg(feature = "rocksdb")]
+    if s.backend == "rocksdb" {
+        return Ok(Arc::new(crate::state::RocksDBStateBackend::new(
+            &s.path,
+            &s.checkpoint_path,
+        )?));
+    }
+    Ok(Arc::new(MemoryStateBackend::persistent(&s.checkpoint_path)))
+}
 
 /// The pipeline a config describes, without source and sinks (the caller adds them:
 /// they depend on command-line flags too).
@@ -74,6 +90,11 @@ pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<
             w.tumbling.allowed_lateness_secs
         }
     };
+    if p.checkpoint_interval_secs > 0.0 {
+        b = b
+            .with_state_backend(state_backend(config)?)
+            .with_checkpoint_interval(Duration::from_secs_f64(p.checkpoint_interval_secs));
+    }
     Ok(b.with_late_event_handler(
         LateEventHandler::new(secs(lateness)).with_side_output(DeadLetterSink::new("late-events")),
     ))

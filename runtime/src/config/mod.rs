@@ -9,7 +9,7 @@ mod env;
 mod model;
 mod validate;
 
-pub use build::pipeline_from_config;
+pub use build::{pipeline_from_config, state_backend};
 pub use model::*;
 pub use validate::check_runnable;
 

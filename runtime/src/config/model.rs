@@ -20,8 +20,8 @@ pub struct ProcessorConfig {
     pub parallelism: usize,
     /// Records buffered between the source and the operator (backpressure bound).
     pub buffer_size: usize,
-    /// Seconds between checkpoints (durable state; see the README's status).
-    pub checkpoint_interval_secs: u64,
+    /// Seconds between checkpoints (fractions allowed; `0` turns checkpoints off).
+    pub checkpoint_interval_secs: f64,
     /// State backend.
     pub state: StateConfig,
     /// Windows.
@@ -51,7 +51,7 @@ impl Default for ProcessorConfig {
         ProcessorConfig {
             parallelism: 1,
             buffer_size: 10_000,
-            checkpoint_interval_secs: 60,
+            checkpoint_interval_secs: 60.0,
             state: StateConfig::default(),
             windows: WindowsConfig::default(),
             watermark: WatermarkConfig::default(),
@@ -71,9 +71,9 @@ impl Default for ProcessorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
-    /// `memory` (or `rocksdb`, once built).
+    /// `memory` (checkpoints written to files in `checkpoint_path`) or `rocksdb`.
     pub backend: String,
-    /// Directory of the state.
+    /// Directory of the live state (RocksDB).
     pub path: String,
     /// Directory of the checkpoints.
     pub checkpoint_path: String,

@@ -96,10 +96,12 @@ pub fn validate(config: &Config) -> ProcessorResult<()> {
     let p = &config.processor;
     positive("processor.parallelism", p.parallelism as u64)?;
     positive("processor.buffer_size", p.buffer_size as u64)?;
-    positive(
-        "processor.checkpoint_interval_secs",
-        p.checkpoint_interval_secs,
-    )?;
+    if !(p.checkpoint_interval_secs.is_finite() && p.checkpoint_interval_secs >= 0.0) {
+        return Err(ProcessorError::Config(format!(
+            "`processor.checkpoint_interval_secs` is {}; it must be a number of seconds ≥ 0 (0 turns checkpoints off)",
+            p.checkpoint_interval_secs
+        )));
+    }
     one_of(
         "processor.state.backend",
         &p.state.backend,
@@ -230,11 +232,11 @@ pub fn check_runnable(config: &Config) -> ProcessorResult<()> {
             "`{key}` is {value}, which this build cannot run yet; {fix}"
         )))
     };
-    if p.state.backend != "memory" {
+    if p.state.backend == "rocksdb" && !cfg!(feature = "rocksdb") {
         return missing(
             "processor.state.backend",
-            format!("`{}`", p.state.backend),
-            "use `memory` (PROCESSOR_STATE__BACKEND=memory)",
+            "`rocksdb`".into(),
+            "build with the `rocksdb` cargo feature (on by default) or use `memory` (PROCESSOR_STATE__BACKEND=memory)",
         );
     }
     if p.source.kind == "kafka" {

@@ -22,6 +22,7 @@
 mod panes;
 mod sessions;
 mod slots;
+mod snapshot;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -32,6 +33,7 @@ use crate::window::{EventTimeTrigger, WindowSpec, WindowTrigger};
 use slots::Slots;
 
 pub use slots::KeyRef;
+pub use snapshot::{KeyState, OperatorSnapshot, OperatorSnapshotRef};
 
 /// The aggregation a [`WindowOperator`] maintains per key and window.
 pub trait WindowFunction {

@@ -21,7 +21,7 @@ impl<K: Hash + Eq + Clone> KeyRef<K> for K {
 }
 
 /// One accumulator of a key: a pane (tumbling, sliding) or a session.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Segment<A> {
     pub start: i64,
     pub end: i64,
@@ -135,6 +135,24 @@ impl<K: Hash + Eq, A> Slots<K, A> {
                 id
             }
         }
+    }
+
+    /// Inserts a key known to be absent (restoring a checkpoint); returns its slot.
+    pub fn insert_owned(&mut self, key: K) -> u32 {
+        let hash = self.hasher.hash_one(&key);
+        let id = self.slots.len() as u32;
+        self.slots.push(Slot {
+            key: Some(key),
+            segs: Vec::new(),
+            next_fire: i64::MAX,
+            timer_at: i64::MAX,
+        });
+        let slots = &self.slots;
+        let hasher = &self.hasher;
+        self.table.insert_unique(hash, id, |&i| {
+            hasher.hash_one(slots[i as usize].key.as_ref().expect("live slot has a key"))
+        });
+        id
     }
 
     /// Ids of the slots that hold a key.

@@ -76,6 +76,7 @@ pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) late_handler: Option<LateEventHandler>,
     pub(super) trigger: Option<Box<dyn WindowTrigger>>,
     pub(super) state_backend: Option<Arc<dyn StateBackend>>,
+    pub(super) checkpoint_interval: Duration,
     pub(super) sinks: Vec<Arc<dyn EventSink<P::Row>>>,
     pub(super) error_handler: ErrorHandler,
     pub(super) plan: P,
@@ -112,6 +113,7 @@ where
             late_handler: None,
             trigger: None,
             state_backend: None,
+            checkpoint_interval: Duration::from_secs(60),
             sinks: Vec::new(),
             error_handler: ErrorHandler::default(),
             plan,
@@ -246,9 +248,18 @@ where
         self
     }
 
-    /// The state backend for checkpoints.
+    /// The state backend for checkpoints. With one, a pipeline whose source can be read
+    /// again (a file, memory, Kafka) takes a checkpoint every
+    /// [`checkpoint interval`](Self::with_checkpoint_interval) and resumes from the
+    /// latest one when it starts (see the README's "State and checkpoints").
     pub fn with_state_backend(mut self, backend: Arc<dyn StateBackend>) -> Self {
         self.state_backend = Some(backend);
+        self
+    }
+
+    /// Time between checkpoints (default 60 s); used with a state backend.
+    pub fn with_checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = interval;
         self
     }
 
@@ -351,6 +362,7 @@ where
             late_handler: self.late_handler,
             trigger: self.trigger,
             state_backend: self.state_backend,
+            checkpoint_interval: self.checkpoint_interval,
             sinks: self.sinks,
             error_handler: self.error_handler,
             plan: self.plan,
@@ -471,11 +483,8 @@ pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) lateness_ms: i64,
     pub(super) late_handler: Option<LateEventHandler>,
     pub(super) trigger: Option<Box<dyn WindowTrigger>>,
-    #[allow(
-        dead_code,
-        reason = "kept for checkpoints of operator state (durable-state issue)"
-    )]
     pub(super) state_backend: Option<Arc<dyn StateBackend>>,
+    pub(super) checkpoint_interval: Duration,
     pub(super) sinks: Vec<Arc<dyn EventSink<P::Row>>>,
     pub(super) error_handler: ErrorHandler,
     pub(super) plan: P,

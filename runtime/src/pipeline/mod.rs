@@ -2,6 +2,7 @@
 //! source → decode → watermark → windows → aggregation → sinks.
 
 mod builder;
+mod checkpoint;
 mod extract;
 mod parallel;
 mod plan;

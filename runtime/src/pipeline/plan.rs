@@ -36,10 +36,14 @@ pub enum Fed {
 pub trait Plan: Send + Sync + 'static {
     /// The event type.
     type Event: Serialize + DeserializeOwned + Send + 'static;
-    /// The key type.
-    type Key: Hash + Eq + Send + 'static;
-    /// The aggregation.
-    type Func: WindowFunction<Acc: Send> + Clone + Send + Sync + 'static;
+    /// The key type (serialized into checkpoints).
+    type Key: Hash + Eq + Send + Serialize + DeserializeOwned + 'static;
+    /// The aggregation (its accumulators are serialized into checkpoints).
+    type Func: WindowFunction<Acc: Send + Serialize + DeserializeOwned>
+        + Clone
+        + Send
+        + Sync
+        + 'static;
     /// The result row.
     type Row: Clone + Send + Sync + 'static;
 
@@ -63,6 +67,12 @@ pub trait Plan: Send + Sync + 'static {
     /// pipeline runs with `parallelism` > 1. May fill `envelope` with what it extracted, so
     /// that [`feed`](Self::feed) does not extract it again.
     fn route(&self, event: &Self::Event, envelope: &mut Envelope) -> ProcessorResult<(i64, u64)>;
+
+    /// What a checkpoint records about the plan: restoring a checkpoint written by a
+    /// plan with another description is refused.
+    fn describe(&self) -> String {
+        std::any::type_name::<Self>().to_owned()
+    }
 
     /// The row of a fired window.
     fn row(
@@ -135,6 +145,28 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
             .extract(event, envelope.timestamp, envelope.key)?;
         let admission = op.on_event(partition_watermark, x.timestamp, &x.key, &x.value, emit);
         Ok(Fed::Offered(x.timestamp, admission))
+    }
+
+    fn describe(&self) -> String {
+        let x = &self.extractor;
+        format!(
+            "dynamic: key {:?}{}, value {:?}{}, timestamp {:?}{}, {:?}",
+            x.key_fields,
+            if x.key_fn.is_some() { " (closure)" } else { "" },
+            x.value_field,
+            if x.value_fn.is_some() {
+                " (closure)"
+            } else {
+                ""
+            },
+            x.timestamp_field,
+            if x.timestamp_fn.is_some() {
+                " (closure)"
+            } else {
+                ""
+            },
+            self.func.spec()
+        )
     }
 
     fn route(&self, event: &T, envelope: &mut Envelope) -> ProcessorResult<(i64, u64)> {

@@ -6,20 +6,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::builder::Pipeline;
-use super::parallel::{bad, Collector, Shared, ToWorker, Workers};
+use super::checkpoint::{Checkpointer, Meta};
+use super::parallel::{run_parallel, Parallel};
 use super::plan::{Envelope, Fed, Plan};
 use crate::aggregation::{AggregationResult, AggregationSpec, AggregationState};
 use crate::error::{ErrorDisposition, ErrorPolicy, ProcessorError, ProcessorResult};
 use crate::event::{EventTimestamp, GroupingKey};
 use crate::operator::{Admission, Fired, WindowFunction, WindowOperator};
 use crate::sink::{DeadLetterRecord, EventSink};
-use crate::source::{Payload, SourceRecord};
+use crate::source::{Payload, SourcePosition, SourceRecord};
 use crate::time::{from_millis, to_millis};
 use crate::window::{EventTimeTrigger, Window, WindowTrigger};
 
 /// What a finished run did. Every record read is accounted for: `events_in =
 /// events_aggregated + events_late + events_dead_lettered + events_skipped + events_filtered`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A run resumed from a checkpoint counts from the start of the input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunSummary {
     /// Records read from the source.
     pub events_in: u64,
@@ -102,17 +104,23 @@ where
 {
     /// Runs until a bounded source ends (then every open window is flushed) or an
     /// unrecoverable error occurs (a sink failing past its retries).
+    ///
+    /// With a state backend and a source that can be read again, the run resumes from the
+    /// latest checkpoint and takes one every checkpoint interval; a stop request then
+    /// takes a last checkpoint instead of firing the open windows, which the next run
+    /// resumes (see [`checkpoint`](super::checkpoint)).
     #[tracing::instrument(skip_all, fields(pipeline = %self.name))]
     pub async fn run(self) -> ProcessorResult<RunSummary> {
         let Pipeline {
-            name: _,
-            source,
+            name,
+            mut source,
             mut watermark,
             window,
             lateness_ms,
             late_handler,
             trigger,
-            state_backend: _,
+            state_backend,
+            checkpoint_interval,
             sinks,
             mut error_handler,
             plan,
@@ -128,6 +136,61 @@ where
             watermark.register_partition(p, started);
         }
         let trigger: Box<dyn WindowTrigger> = trigger.unwrap_or_else(|| Box::new(EventTimeTrigger));
+        let late_sink = late_handler.as_ref().and_then(|h| h.side_output());
+        let drop_late = late_handler.as_ref().is_some_and(|h| h.drops());
+
+        // Checkpoints: restore the latest before the first record is read.
+        let mut checkpointer = match state_backend {
+            Some(backend) if source.resumable() => Some(Checkpointer::new(
+                backend,
+                &name,
+                format!("{}; {window:?}; lateness {lateness_ms} ms", plan.describe()),
+                checkpoint_interval,
+            )),
+            Some(_) => {
+                tracing::info!(source = %source_name, "checkpoints are off: this source cannot be read again after a restart");
+                None
+            }
+            None => None,
+        };
+        let mut summary = RunSummary::default();
+        let mut positions = Positions::default();
+        let mut restored = None;
+        if let Some(c) = checkpointer.as_mut() {
+            match c
+                .restore::<P::Key, <P::Func as WindowFunction>::Acc>(parallelism)
+                .await?
+            {
+                Some(r) => {
+                    if r.meta.sinks.len() != sinks.len() {
+                        return Err(ProcessorError::Config(format!(
+                            "checkpoint {} was taken with {} result sinks and this pipeline has {}: restore with the same sinks or remove the checkpoint directory",
+                            r.meta.id,
+                            r.meta.sinks.len(),
+                            sinks.len()
+                        )));
+                    }
+                    for (sink, state) in sinks.iter().zip(&r.meta.sinks) {
+                        sink.recover(Some((r.meta.id, state))).await?;
+                    }
+                    source.seek(&r.meta.positions).await?;
+                    watermark.restore(&r.meta.watermarks, Instant::now());
+                    summary = r.meta.summary;
+                    positions = Positions::from_list(&r.meta.positions);
+                    tracing::info!(
+                        checkpoint = r.meta.id,
+                        events_in = summary.events_in,
+                        "resuming from checkpoint"
+                    );
+                    restored = Some(r.operators);
+                }
+                None => {
+                    for sink in &sinks {
+                        sink.recover(None).await?;
+                    }
+                }
+            }
+        }
 
         // The source runs in its own task; the bounded channel gives backpressure.
         let (tx, mut rx) = mpsc::channel::<ProcessorResult<SourceRecord<T>>>(buffer_size);
@@ -149,134 +212,73 @@ where
             }
         });
 
-        let late_sink = late_handler.as_ref().and_then(|h| h.side_output());
-        let drop_late = late_handler.as_ref().is_some_and(|h| h.drops());
-        let mut summary = RunSummary::default();
         let mut out: Vec<(P::Row, bool)> = Vec::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(source = %source_name, parallelism, "pipeline started");
 
         if parallelism > 1 {
-            let plan = Arc::new(plan);
-            let workers = Workers::start(
-                parallelism,
-                buffer_size,
-                Shared {
-                    plan: Arc::clone(&plan),
+            return run_parallel(
+                Parallel {
+                    plan,
                     window,
                     lateness_ms,
-                    trigger: Arc::from(trigger),
-                    source_name: source_name.clone(),
-                },
-                Collector {
+                    trigger,
+                    source_name,
                     sinks,
                     error_handler,
                     late_sink,
                     drop_late,
-                    metrics: Arc::clone(&metrics),
+                    metrics,
+                    buffer_size,
+                    parallelism,
+                    checkpointer,
+                    restored,
+                    summary,
+                    positions,
                 },
-            )?;
-            let mut events_in = 0u64;
-            loop {
-                let record = tokio::select! {
-                    r = rx.recv() => r,
-                    _ = &mut shutdown => None,
-                    _ = ticker.tick() => {
-                        if let Some(wm) = watermark.on_tick(Instant::now()) {
-                            workers.advance(wm).await?;
-                            metrics.record_watermark(wm);
-                        }
-                        for (p, _) in watermark.snapshot() {
-                            metrics.record_partition_watermark(p, watermark.partition_watermark(p));
-                        }
-                        continue;
-                    }
-                };
-                let Some(record) = record else { break };
-                let record = record?;
-                let t0 = Instant::now();
-                events_in += 1;
-                metrics.record_event_processed();
-                let SourceRecord {
-                    payload,
-                    partition,
-                    offset,
-                    sequence,
-                } = record;
-                let position =
-                    || format!("partition {partition} line {sequence} (offset {offset})");
-                let (event, raw, mut envelope) = match decode(payload) {
-                    Ok(d) => d,
-                    Err((err, text)) => {
-                        let _ = workers
-                            .outcomes
-                            .send(bad(&err, &source_name, position(), text));
-                        continue;
-                    }
-                };
-                match plan.route(&event, &mut envelope) {
-                    Err(err) => {
-                        let text = payload_text(&event, raw.as_deref());
-                        let _ = workers
-                            .outcomes
-                            .send(bad(&err, &source_name, position(), text));
-                    }
-                    Ok((ts, hash)) => {
-                        let partition_watermark = watermark.partition_watermark(partition);
-                        let position = position();
-                        workers
-                            .route(
-                                hash,
-                                ToWorker::Event {
-                                    event,
-                                    envelope,
-                                    partition_watermark,
-                                    raw,
-                                    position,
-                                },
-                            )
-                            .await?;
-                        if let Some(wm) = watermark.on_event(partition, ts, t0) {
-                            workers.advance(wm).await?;
-                            metrics.record_watermark(wm);
-                        }
-                    }
-                }
-                metrics.record_processing_latency(t0.elapsed());
-            }
-            drop(rx);
-            reader.abort();
-            let _ = reader.await;
-            let final_watermark = watermark.emitted_millis();
-            let mut summary = workers.finish().await?;
-            summary.events_in = events_in;
-            summary.final_watermark = final_watermark;
-            return Ok(summary);
+                rx,
+                reader,
+                watermark,
+                shutdown,
+                ticker,
+            )
+            .await;
         }
 
         let func = plan.function();
         let mut op: WindowOperator<P::Key, P::Func, Box<dyn WindowTrigger>> =
             WindowOperator::with_trigger(window, lateness_ms, func.clone(), trigger)?;
+        if let Some(mut ops) = restored {
+            op.restore(ops.pop().expect("one snapshot per worker"));
+        }
+        let mut stopped = false;
 
         loop {
             let record = tokio::select! {
                 r = rx.recv() => r,
                 _ = &mut shutdown => {
-                    tracing::info!("shutdown requested: flushing open windows and sinks");
+                    stopped = true;
                     None
                 }
                 _ = ticker.tick() => {
                     if let Some(wm) = watermark.on_tick(Instant::now()) {
                         op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
                         metrics.record_watermark(wm);
-                metrics.record_open_windows(op.state_len() as u64);
+                        metrics.record_open_windows(op.state_len() as u64);
                         let before = summary.rows_emitted;
-            deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
-            metrics.record_rows_emitted(summary.rows_emitted - before);
+                        deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
+                        metrics.record_rows_emitted(summary.rows_emitted - before);
                     }
                     for (p, _) in watermark.snapshot() {
                         metrics.record_partition_watermark(p, watermark.partition_watermark(p));
+                    }
+                    if let Some(c) = checkpointer.as_mut().filter(|c| c.due()) {
+                        summary.final_watermark = op.watermark();
+                        let state = encode_state(&op)?;
+                        let sinks = SinkSet { results: &sinks, late: late_sink.as_ref(), handler: &mut error_handler };
+                        let meta = checkpoint_meta(c.next_id(), false, &positions, &*watermark, summary);
+                        take_checkpoint(c, sinks, meta, vec![state], &metrics).await?;
                     }
                     continue;
                 }
@@ -292,6 +294,7 @@ where
                 offset,
                 sequence,
             } = record;
+            positions.record(partition, offset, sequence);
             let position = || format!("partition {partition} line {sequence} (offset {offset})");
 
             let (event, raw, envelope) = match decode(payload) {
@@ -363,10 +366,39 @@ where
         let _ = reader.await;
 
         summary.final_watermark = op.watermark();
+        if let (true, Some(c)) = (stopped, checkpointer.as_mut()) {
+            // Stop with a checkpoint: the open windows stay open for the next run.
+            let state = encode_state(&op)?;
+            let set = SinkSet {
+                results: &sinks,
+                late: late_sink.as_ref(),
+                handler: &mut error_handler,
+            };
+            let meta = checkpoint_meta(c.next_id(), false, &positions, &*watermark, summary);
+            take_checkpoint(c, set, meta, vec![state], &metrics).await?;
+            tracing::info!(
+                events_in = summary.events_in,
+                "stopped at a checkpoint: open windows resume on the next start"
+            );
+            return Ok(summary);
+        }
+        if stopped {
+            tracing::info!("shutdown requested: flushing open windows and sinks");
+        }
         op.flush(&mut collect_rows(&plan, &func, &mut out));
         let before = summary.rows_emitted;
         deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
         metrics.record_rows_emitted(summary.rows_emitted - before);
+        if let Some(c) = checkpointer.as_mut() {
+            // The input is done and every window fired: publish, and let a new run start over.
+            let set = SinkSet {
+                results: &sinks,
+                late: late_sink.as_ref(),
+                handler: &mut error_handler,
+            };
+            let meta = checkpoint_meta(c.next_id(), true, &positions, &*watermark, summary);
+            take_checkpoint(c, set, meta, vec![Vec::new()], &metrics).await?;
+        }
         for sink in &sinks {
             error_handler.retry(|| sink.flush()).await?;
         }
@@ -383,6 +415,97 @@ where
         );
         Ok(summary)
     }
+}
+
+/// The last record read per partition: what a checkpoint resumes after.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Positions(Vec<Option<SourcePosition>>);
+
+impl Positions {
+    pub fn from_list(list: &[SourcePosition]) -> Self {
+        let mut p = Positions::default();
+        for x in list {
+            p.record(x.partition, x.offset, x.sequence);
+        }
+        p
+    }
+
+    #[inline]
+    pub fn record(&mut self, partition: u32, offset: u64, sequence: u64) {
+        let i = partition as usize;
+        if self.0.len() <= i {
+            self.0.resize(i + 1, None);
+        }
+        self.0[i] = Some(SourcePosition {
+            partition,
+            offset,
+            sequence,
+        });
+    }
+
+    pub fn list(&self) -> Vec<SourcePosition> {
+        self.0.iter().flatten().copied().collect()
+    }
+}
+
+/// The sinks a checkpoint involves: result sinks commit with it; the late side output and
+/// the dead-letter sink are flushed (at-least-once).
+pub(super) struct SinkSet<'a, R: Send + 'static> {
+    pub results: &'a [Arc<dyn EventSink<R>>],
+    pub late: Option<&'a Arc<dyn EventSink<DeadLetterRecord>>>,
+    pub handler: &'a mut crate::error::ErrorHandler,
+}
+
+/// An operator's state for a checkpoint.
+pub(super) fn encode_state<K, F, Tr>(op: &WindowOperator<K, F, Tr>) -> ProcessorResult<Vec<u8>>
+where
+    K: std::hash::Hash + Eq + Serialize,
+    F: WindowFunction<Acc: Serialize>,
+    Tr: WindowTrigger,
+{
+    postcard::to_allocvec(&op.snapshot())
+        .map_err(|e| ProcessorError::Serialization(format!("operator state for a checkpoint: {e}")))
+}
+
+/// The record of checkpoint `id` as the run loop knows it.
+pub(super) fn checkpoint_meta(
+    id: u64,
+    finished: bool,
+    positions: &Positions,
+    watermark: &dyn crate::watermark::WatermarkGenerator,
+    summary: RunSummary,
+) -> Meta {
+    let mut meta = Meta::new(id, finished);
+    meta.positions = positions.list();
+    meta.watermarks = watermark.snapshot();
+    meta.summary = summary;
+    meta
+}
+
+/// Takes one checkpoint: sinks stage, state is written and sealed, sinks publish.
+pub(super) async fn take_checkpoint<R: Send + 'static>(
+    c: &mut Checkpointer,
+    sinks: SinkSet<'_, R>,
+    mut meta: Meta,
+    operators: Vec<Vec<u8>>,
+    metrics: &crate::metrics::ProcessorMetrics,
+) -> ProcessorResult<()> {
+    let t0 = Instant::now();
+    let id = meta.id;
+    meta.sinks.clear();
+    for sink in sinks.results {
+        meta.sinks.push(sink.prepare_commit(id).await?);
+    }
+    if let Some(s) = sinks.late {
+        s.flush().await?;
+    }
+    sinks.handler.dead_letter_sink().flush().await?;
+    c.write(meta, operators).await?;
+    for sink in sinks.results {
+        sink.commit(id).await?;
+    }
+    metrics.record_checkpoint(id, t0.elapsed());
+    Ok(())
 }
 
 /// The operator's emit callback: builds each fired window's row and notes whether it is
@@ -402,7 +525,7 @@ pub(super) fn collect_rows<'a, P: Plan>(
 type Decoded<T> = (T, Option<Vec<u8>>, Envelope);
 
 /// A record as a [`Decoded`]; or the decoding error with the payload as text.
-fn decode<T: DeserializeOwned>(
+pub(super) fn decode<T: DeserializeOwned>(
     payload: Payload<T>,
 ) -> Result<Decoded<T>, (ProcessorError, String)> {
     match payload {

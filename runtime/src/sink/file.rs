@@ -1,19 +1,41 @@
 use async_trait::async_trait;
-use serde::Serialize;
-use std::fs::File;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::EventSink;
 use crate::error::{ProcessorError, ProcessorResult};
 
-/// Writes items as JSON lines to a file (created or truncated when the first item comes).
+/// Writes items as JSON lines to a file.
+///
+/// Without checkpoints the file is created (or truncated) when the first item comes and
+/// written as items arrive. In a pipeline that takes checkpoints it is exactly-once: items
+/// go to `<file>.pending`, which is made durable when a checkpoint starts and appended to
+/// the file once the checkpoint is complete; on restart, the file is cut back to what the
+/// restored checkpoint published, so rows produced again after a crash appear once.
 pub struct FileSink<T = crate::AggregationResult> {
     path: PathBuf,
-    writer: Mutex<Option<BufWriter<File>>>,
+    inner: Mutex<Inner>,
     _items: PhantomData<fn(T)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    writer: Option<BufWriter<File>>,
+    /// Checkpointed: the writer writes the pending file.
+    staged: bool,
+}
+
+/// What a checkpoint stores for the file sink.
+#[derive(Debug, Serialize, Deserialize)]
+struct Staged {
+    /// Length of the published file before this checkpoint's rows.
+    len_before: u64,
+    /// Length of this checkpoint's rows.
+    pending_len: u64,
 }
 
 impl<T> std::fmt::Debug for FileSink<T> {
@@ -24,12 +46,16 @@ impl<T> std::fmt::Debug for FileSink<T> {
     }
 }
 
+fn io_err(path: &Path, e: std::io::Error) -> ProcessorError {
+    ProcessorError::io(path.display().to_string(), e)
+}
+
 impl<T> FileSink<T> {
     /// A sink writing to `path`.
     pub fn new(path: impl AsRef<Path>) -> Self {
         FileSink {
             path: path.as_ref().to_path_buf(),
-            writer: Mutex::new(None),
+            inner: Mutex::new(Inner::default()),
             _items: PhantomData,
         }
     }
@@ -37,6 +63,79 @@ impl<T> FileSink<T> {
     /// The file written.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sibling(&self, suffix: &str) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(suffix);
+        self.path.with_file_name(name)
+    }
+
+    /// Rows of the checkpoint being written.
+    fn pending(&self) -> PathBuf {
+        self.sibling(".pending")
+    }
+
+    /// Rows of checkpoint `id`, durable, waiting for the checkpoint to complete.
+    fn prepared(&self, id: u64) -> PathBuf {
+        self.sibling(&format!(".pending-{id}"))
+    }
+
+    fn dir(&self) -> Option<&Path> {
+        self.path.parent().filter(|d| !d.as_os_str().is_empty())
+    }
+
+    fn create_dir(&self) -> ProcessorResult<()> {
+        if let Some(dir) = self.dir() {
+            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes renames in the file's directory durable.
+    fn sync_dir(&self) -> ProcessorResult<()> {
+        let dir = self.dir().unwrap_or(Path::new("."));
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(dir, e))
+    }
+
+    /// Removes every pending file of this sink.
+    fn remove_pending(&self) -> ProcessorResult<()> {
+        let dir = self.dir().unwrap_or(Path::new("."));
+        let prefix = self.pending();
+        let prefix = prefix.file_name().unwrap_or_default().to_string_lossy();
+        let entries = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&*prefix) {
+                std::fs::remove_file(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_pending(&self, inner: &mut Inner) -> ProcessorResult<()> {
+        let pending = self.pending();
+        let f = File::create(&pending).map_err(|e| io_err(&pending, e))?;
+        inner.writer = Some(BufWriter::new(f));
+        inner.staged = true;
+        Ok(())
+    }
+
+    /// Appends `from` to the published file and makes it durable.
+    fn publish(&self, from: &Path) -> ProcessorResult<()> {
+        let mut src = File::open(from).map_err(|e| io_err(from, e))?;
+        let mut out = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(|e| io_err(&self.path, e))?;
+        std::io::copy(&mut src, &mut out).map_err(|e| io_err(&self.path, e))?;
+        out.sync_all().map_err(|e| io_err(&self.path, e))
     }
 }
 
@@ -46,32 +145,186 @@ impl<T: Serialize + Send + 'static> EventSink<T> for FileSink<T> {
         let mut line =
             serde_json::to_vec(&item).map_err(|e| ProcessorError::Serialization(e.to_string()))?;
         line.push(b'\n');
-        let mut guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if guard.is_none() {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| ProcessorError::io(dir.display().to_string(), e))?;
-            }
-            let f = File::create(&self.path)
-                .map_err(|e| ProcessorError::io(self.path.display().to_string(), e))?;
-            *guard = Some(BufWriter::new(f));
+        let mut inner = self.lock();
+        if inner.writer.is_none() {
+            self.create_dir()?;
+            let f = File::create(&self.path).map_err(|e| io_err(&self.path, e))?;
+            inner.writer = Some(BufWriter::new(f));
         }
-        let w = guard.as_mut().expect("writer was just opened");
-        w.write_all(&line)
-            .map_err(|e| ProcessorError::io(self.path.display().to_string(), e))
+        let w = inner.writer.as_mut().expect("writer was just opened");
+        w.write_all(&line).map_err(|e| io_err(&self.path, e))
     }
 
     async fn flush(&self) -> ProcessorResult<()> {
-        let mut guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        match guard.as_mut() {
-            Some(w) => w
-                .flush()
-                .map_err(|e| ProcessorError::io(self.path.display().to_string(), e)),
+        match self.lock().writer.as_mut() {
+            Some(w) => w.flush().map_err(|e| io_err(&self.path, e)),
             None => Ok(()),
         }
     }
 
     fn name(&self) -> &str {
         "file"
+    }
+
+    async fn prepare_commit(&self, checkpoint_id: u64) -> ProcessorResult<Vec<u8>> {
+        let mut inner = self.lock();
+        if !inner.staged {
+            return Err(ProcessorError::Internal(
+                "file sink: prepare_commit before recover".into(),
+            ));
+        }
+        let pending = self.pending();
+        if let Some(w) = inner.writer.take() {
+            let f = w
+                .into_inner()
+                .map_err(|e| io_err(&pending, e.into_error()))?;
+            f.sync_all().map_err(|e| io_err(&pending, e))?;
+        }
+        let pending_len = std::fs::metadata(&pending)
+            .map_err(|e| io_err(&pending, e))?
+            .len();
+        let len_before = match std::fs::metadata(&self.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io_err(&self.path, e)),
+        };
+        let prepared = self.prepared(checkpoint_id);
+        std::fs::rename(&pending, &prepared).map_err(|e| io_err(&prepared, e))?;
+        self.sync_dir()?;
+        self.open_pending(&mut inner)?;
+        postcard::to_allocvec(&Staged {
+            len_before,
+            pending_len,
+        })
+        .map_err(|e| ProcessorError::Serialization(e.to_string()))
+    }
+
+    async fn commit(&self, checkpoint_id: u64) -> ProcessorResult<()> {
+        let prepared = self.prepared(checkpoint_id);
+        self.publish(&prepared)?;
+        std::fs::remove_file(&prepared).map_err(|e| io_err(&prepared, e))
+    }
+
+    async fn recover(&self, checkpoint: Option<(u64, &[u8])>) -> ProcessorResult<()> {
+        let mut inner = self.lock();
+        inner.writer = None;
+        self.create_dir()?;
+        let out = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)
+            .map_err(|e| io_err(&self.path, e))?;
+        match checkpoint {
+            None => out.set_len(0).map_err(|e| io_err(&self.path, e))?,
+            Some((id, state)) => {
+                let s: Staged = postcard::from_bytes(state).map_err(|e| {
+                    ProcessorError::State(format!(
+                        "checkpoint {id} holds an unreadable file-sink record ({e})"
+                    ))
+                })?;
+                let len = out.metadata().map_err(|e| io_err(&self.path, e))?.len();
+                let target = s.len_before + s.pending_len;
+                if len >= target {
+                    // The commit of `id` had completed: drop what came after it.
+                    out.set_len(target).map_err(|e| io_err(&self.path, e))?;
+                } else if len < s.len_before {
+                    return Err(ProcessorError::State(format!(
+                        "{} has {len} bytes but checkpoint {id} had published {}: the file was changed outside the processor; restore it or remove the checkpoint directory to start over",
+                        self.path.display(),
+                        s.len_before
+                    )));
+                } else {
+                    // The commit of `id` was cut short: redo it.
+                    out.set_len(s.len_before)
+                        .map_err(|e| io_err(&self.path, e))?;
+                    let prepared = self.prepared(id);
+                    if s.pending_len > 0 {
+                        let have = std::fs::metadata(&prepared).map(|m| m.len()).ok();
+                        if have != Some(s.pending_len) {
+                            return Err(ProcessorError::State(format!(
+                                "the rows of checkpoint {id} ({}) are missing or truncated: restore that file or remove the checkpoint directory to start over",
+                                prepared.display()
+                            )));
+                        }
+                        self.publish(&prepared)?;
+                    }
+                }
+            }
+        }
+        out.sync_all().map_err(|e| io_err(&self.path, e))?;
+        self.remove_pending()?;
+        self.open_pending(&mut inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn rows_are_published_only_by_a_complete_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let sink = FileSink::<u32>::new(&path);
+        sink.recover(None).await.unwrap();
+        sink.send(1).await.unwrap();
+        let s1 = sink.prepare_commit(1).await.unwrap();
+        assert_eq!(
+            read(&path),
+            "",
+            "not published before the checkpoint completes"
+        );
+        sink.commit(1).await.unwrap();
+        assert_eq!(read(&path), "1\n");
+        sink.send(2).await.unwrap();
+        let s2 = sink.prepare_commit(2).await.unwrap();
+
+        // Crash before checkpoint 2 completed: restart from 1 drops row 2.
+        let again = FileSink::<u32>::new(&path);
+        again.recover(Some((1, &s1))).await.unwrap();
+        assert_eq!(read(&path), "1\n");
+
+        // Crash during the commit of 2: restart from 2 finishes it, once.
+        let sink = FileSink::<u32>::new(&path);
+        sink.recover(None).await.unwrap();
+        sink.send(1).await.unwrap();
+        let s1 = sink.prepare_commit(1).await.unwrap();
+        sink.commit(1).await.unwrap();
+        sink.send(2).await.unwrap();
+        let s2b = sink.prepare_commit(2).await.unwrap();
+        assert_eq!(s2, s2b);
+        let again = FileSink::<u32>::new(&path);
+        again.recover(Some((2, &s2b))).await.unwrap();
+        assert_eq!(read(&path), "1\n2\n");
+        // Recovering the same checkpoint twice changes nothing.
+        again.recover(Some((2, &s2b))).await.unwrap();
+        assert_eq!(read(&path), "1\n2\n");
+        // An older checkpoint cuts the file back.
+        again.recover(Some((1, &s1))).await.unwrap();
+        assert_eq!(read(&path), "1\n");
+    }
+
+    #[tokio::test]
+    async fn a_shortened_output_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let sink = FileSink::<u32>::new(&path);
+        sink.recover(None).await.unwrap();
+        sink.send(1).await.unwrap();
+        let s1 = sink.prepare_commit(1).await.unwrap();
+        sink.commit(1).await.unwrap();
+        std::fs::write(&path, "").unwrap();
+        std::fs::remove_file(sink.pending()).ok();
+        let e = FileSink::<u32>::new(&path)
+            .recover(Some((1, &s1)))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing or truncated"), "{e}");
     }
 }

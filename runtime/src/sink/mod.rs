@@ -57,6 +57,31 @@ pub trait EventSink<T: Send + 'static>: Send + Sync {
     fn check(&self) -> ProcessorResult<()> {
         Ok(())
     }
+
+    /// Checkpoint, phase one: makes everything sent since the previous checkpoint durable
+    /// without publishing it yet, and returns what [`recover`](Self::recover) needs to
+    /// finish or undo it (stored in checkpoint `checkpoint_id`). The default flushes.
+    async fn prepare_commit(&self, checkpoint_id: u64) -> ProcessorResult<Vec<u8>> {
+        let _ = checkpoint_id;
+        self.flush().await?;
+        Ok(Vec::new())
+    }
+
+    /// Checkpoint, phase two: checkpoint `checkpoint_id` is durable, publish what
+    /// [`prepare_commit`](Self::prepare_commit) staged. The default does nothing: a sink
+    /// that cannot take back what it sent is at-least-once.
+    async fn commit(&self, checkpoint_id: u64) -> ProcessorResult<()> {
+        let _ = checkpoint_id;
+        Ok(())
+    }
+
+    /// Called once before the first row of a pipeline that takes checkpoints: with the
+    /// checkpoint it resumes from and what `prepare_commit` returned then (finish that
+    /// commit, drop anything published after it), or `None` on a fresh start.
+    async fn recover(&self, checkpoint: Option<(u64, &[u8])>) -> ProcessorResult<()> {
+        let _ = checkpoint;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -72,5 +97,14 @@ impl<T: Send + 'static, S: EventSink<T> + ?Sized> EventSink<T> for std::sync::Ar
     }
     fn check(&self) -> ProcessorResult<()> {
         (**self).check()
+    }
+    async fn prepare_commit(&self, checkpoint_id: u64) -> ProcessorResult<Vec<u8>> {
+        (**self).prepare_commit(checkpoint_id).await
+    }
+    async fn commit(&self, checkpoint_id: u64) -> ProcessorResult<()> {
+        (**self).commit(checkpoint_id).await
+    }
+    async fn recover(&self, checkpoint: Option<(u64, &[u8])>) -> ProcessorResult<()> {
+        (**self).recover(checkpoint).await
     }
 }

@@ -2,17 +2,24 @@ use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::{EventSource, Payload, SourceRecord};
+use super::{EventSource, Payload, SourcePosition, SourceRecord};
 use crate::error::{ProcessorError, ProcessorResult};
 
 /// JSON lines from a file or from standard input, one event per line; blank lines are
 /// skipped. Records carry their byte offset and line number.
 pub struct FileSource {
     name: String,
-    path: Option<PathBuf>,
+    origin: Origin,
     reader: Option<BufReader<Box<dyn AsyncRead + Send + Unpin>>>,
     offset: u64,
     line: u64,
+}
+
+/// Where the lines come from, and whether they can be read again.
+enum Origin {
+    Path(PathBuf),
+    Bytes(&'static [u8]),
+    Stream,
 }
 
 impl std::fmt::Debug for FileSource {
@@ -33,7 +40,7 @@ impl FileSource {
         }
         FileSource {
             name: format!("file:{}", path.display()),
-            path: Some(path.to_path_buf()),
+            origin: Origin::Path(path.to_path_buf()),
             reader: None,
             offset: 0,
             line: 0,
@@ -44,11 +51,22 @@ impl FileSource {
     pub fn stdin() -> Self {
         FileSource {
             name: "stdin".into(),
-            path: None,
+            origin: Origin::Stream,
             reader: Some(BufReader::with_capacity(
                 1 << 16,
                 Box::new(tokio::io::stdin()),
             )),
+            offset: 0,
+            line: 0,
+        }
+    }
+
+    /// Reads JSON lines embedded in the program (can resume from a checkpoint).
+    pub fn from_static(name: impl Into<String>, bytes: &'static [u8]) -> Self {
+        FileSource {
+            name: name.into(),
+            origin: Origin::Bytes(bytes),
+            reader: None,
             offset: 0,
             line: 0,
         }
@@ -61,10 +79,48 @@ impl FileSource {
     ) -> Self {
         FileSource {
             name: name.into(),
-            path: None,
+            origin: Origin::Stream,
             reader: Some(BufReader::with_capacity(1 << 16, Box::new(reader))),
             offset: 0,
             line: 0,
+        }
+    }
+}
+
+impl Origin {
+    /// Opens the input again at byte `at` (files and embedded bytes only); also returns
+    /// its length. `name` is for errors.
+    async fn open(
+        &self,
+        name: &str,
+        at: u64,
+    ) -> ProcessorResult<(Box<dyn AsyncRead + Send + Unpin>, u64)> {
+        use tokio::io::AsyncSeekExt;
+        match self {
+            Origin::Path(path) => {
+                let mut f = tokio::fs::File::open(path).await.map_err(|e| {
+                    ProcessorError::io(format!("input file {} (check the path)", path.display()), e)
+                })?;
+                let len = f
+                    .metadata()
+                    .await
+                    .map_err(|e| ProcessorError::io(name, e))?
+                    .len();
+                if at > 0 && at < len {
+                    f.seek(std::io::SeekFrom::Start(at))
+                        .await
+                        .map_err(|e| ProcessorError::io(name, e))?;
+                }
+                Ok((Box::new(f), len))
+            }
+            Origin::Bytes(b) => {
+                let mut c = std::io::Cursor::new(*b);
+                c.set_position(at);
+                Ok((Box::new(c), b.len() as u64))
+            }
+            Origin::Stream => Err(ProcessorError::State(format!(
+                "source {name} cannot resume from a checkpoint: it cannot be read again; remove the checkpoint directory to start over"
+            ))),
         }
     }
 }
@@ -73,14 +129,8 @@ impl FileSource {
 impl<T: Send> EventSource<T> for FileSource {
     async fn next(&mut self) -> ProcessorResult<Option<SourceRecord<T>>> {
         if self.reader.is_none() {
-            let path = self
-                .path
-                .clone()
-                .expect("a file source without reader has a path");
-            let f = tokio::fs::File::open(&path).await.map_err(|e| {
-                ProcessorError::io(format!("input file {} (check the path)", path.display()), e)
-            })?;
-            self.reader = Some(BufReader::with_capacity(1 << 18, Box::new(f)));
+            let (r, _) = self.origin.open(&self.name, 0).await?;
+            self.reader = Some(BufReader::with_capacity(1 << 18, r));
         }
         let reader = self.reader.as_mut().expect("reader opened above");
         loop {
@@ -112,5 +162,34 @@ impl<T: Send> EventSource<T> for FileSource {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn resumable(&self) -> bool {
+        !matches!(self.origin, Origin::Stream)
+    }
+
+    async fn seek(&mut self, positions: &[SourcePosition]) -> ProcessorResult<()> {
+        let Some(last) = positions.iter().find(|p| p.partition == 0) else {
+            return Ok(());
+        };
+        let (r, len) = self.origin.open(&self.name, last.offset).await?;
+        if last.offset >= len {
+            return Err(ProcessorError::State(format!(
+                "{} has {len} bytes but the checkpoint resumes after byte {}: the input was replaced or truncated; restore with the same input or remove the checkpoint directory",
+                self.name, last.offset
+            )));
+        }
+        let mut reader: BufReader<Box<dyn AsyncRead + Send + Unpin>> =
+            BufReader::with_capacity(1 << 18, r);
+        // Skip the last record processed.
+        let mut buf = Vec::new();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .await
+            .map_err(|e| ProcessorError::io(self.name.clone(), e))?;
+        self.offset = last.offset + n as u64;
+        self.line = last.sequence;
+        self.reader = Some(reader);
+        Ok(())
     }
 }

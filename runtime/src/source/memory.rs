@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{EventSource, Payload, SourceRecord};
+use super::{EventSource, Payload, SourcePosition, SourceRecord};
 use crate::error::ProcessorResult;
 use crate::event::ProcessorEvent;
 
@@ -94,6 +94,19 @@ impl<T: Send> EventSource<T> for MemorySource<T> {
     }
     fn partitions(&self) -> Vec<u32> {
         self.partitions.clone()
+    }
+    fn resumable(&self) -> bool {
+        true
+    }
+    async fn seek(&mut self, positions: &[SourcePosition]) -> ProcessorResult<()> {
+        // Offsets are indexes into the whole sequence, so the largest one is the last
+        // record processed.
+        if let Some(last) = positions.iter().map(|p| p.offset).max() {
+            while self.index <= last && self.items.next().is_some() {
+                self.index += 1;
+            }
+        }
+        Ok(())
     }
 }
 

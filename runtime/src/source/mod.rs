@@ -50,4 +50,30 @@ pub trait EventSource<T>: Send {
     fn partitions(&self) -> Vec<u32> {
         vec![0]
     }
+    /// Whether [`seek`](Self::seek) can bring it back to a checkpoint's positions (a file
+    /// or Kafka can; standard input cannot be replayed). Pipelines over a source that
+    /// cannot resume take no checkpoints.
+    fn resumable(&self) -> bool {
+        false
+    }
+    /// Resumes after a checkpoint: the next record is the one after `positions` (the last
+    /// record processed in each partition).
+    async fn seek(&mut self, positions: &[SourcePosition]) -> ProcessorResult<()> {
+        let _ = positions;
+        Err(crate::error::ProcessorError::State(format!(
+            "source {} cannot resume from a checkpoint: its records cannot be read again; remove the checkpoint directory to start over",
+            self.describe()
+        )))
+    }
+}
+
+/// The last record processed in one partition, as a checkpoint stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourcePosition {
+    /// The partition.
+    pub partition: u32,
+    /// The record's [`SourceRecord::offset`].
+    pub offset: u64,
+    /// The record's [`SourceRecord::sequence`].
+    pub sequence: u64,
 }

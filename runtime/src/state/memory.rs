@@ -1,5 +1,7 @@
 use async_trait::async_trait;
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::StateBackend;
@@ -8,12 +10,15 @@ use crate::error::{ProcessorError, ProcessorResult};
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// State in memory: for development, tests and the embedded default. Checkpoints are
-/// copies kept in memory (the last 3 by default, see [`with_retention`](Self::with_retention)).
+/// copies kept in memory (the last 3 by default, see [`with_retention`](Self::with_retention)),
+/// and also written to files when the backend is [`persistent`](Self::persistent), so that
+/// a restarted process finds them.
 #[derive(Debug)]
 pub struct MemoryStateBackend {
     data: Mutex<Map>,
     checkpoints: Mutex<BTreeMap<u64, Map>>,
     retention: usize,
+    dir: Option<PathBuf>,
 }
 
 impl Default for MemoryStateBackend {
@@ -22,8 +27,92 @@ impl Default for MemoryStateBackend {
             data: Mutex::new(Map::new()),
             checkpoints: Mutex::new(BTreeMap::new()),
             retention: 3,
+            dir: None,
         }
     }
+}
+
+/// First bytes of a checkpoint file.
+const MAGIC: &[u8; 8] = b"LOPMEMC1";
+
+fn file_name(id: u64) -> String {
+    format!("checkpoint-{id:020}.bin")
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> ProcessorError {
+    ProcessorError::io(path.display().to_string(), e)
+}
+
+/// Ids of the complete checkpoint files in `dir`.
+fn list_files(dir: &Path) -> ProcessorResult<Vec<u64>> {
+    let mut ids = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(io_err(dir, e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(id) = name
+            .strip_prefix("checkpoint-")
+            .and_then(|r| r.strip_suffix(".bin"))
+            .and_then(|n| n.parse().ok())
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn write_file(dir: &Path, id: u64, map: &Map) -> ProcessorResult<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let body =
+        postcard::to_allocvec(map).map_err(|e| ProcessorError::Serialization(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(body.len() + 28);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&id.to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    let tmp = dir.join(format!("{}.tmp", file_name(id)));
+    let done = dir.join(file_name(id));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(&bytes).map_err(|e| io_err(&tmp, e))?;
+    f.sync_all().map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, &done).map_err(|e| io_err(&done, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))
+}
+
+fn read_file(dir: &Path, id: u64) -> ProcessorResult<Map> {
+    let path = dir.join(file_name(id));
+    let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+    let corrupt = |what: &str| {
+        ProcessorError::State(format!(
+            "checkpoint file {} is corrupted ({what}); remove it to fall back to an earlier checkpoint",
+            path.display()
+        ))
+    };
+    if bytes.len() < 28 || &bytes[..8] != MAGIC {
+        return Err(corrupt("not a checkpoint file"));
+    }
+    let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    if word(8) != id {
+        return Err(corrupt("it names another checkpoint"));
+    }
+    let len = word(16) as usize;
+    let crc = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+    let body = &bytes[28..];
+    if body.len() != len {
+        return Err(corrupt("truncated"));
+    }
+    if crc32fast::hash(body) != crc {
+        return Err(corrupt("checksum mismatch"));
+    }
+    postcard::from_bytes(body).map_err(|e| corrupt(&e.to_string()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -34,6 +123,15 @@ impl MemoryStateBackend {
     /// An empty backend.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A backend whose checkpoints are also written to files in `dir` (created when
+    /// needed): a restarted process lists and restores them.
+    pub fn persistent(dir: impl AsRef<Path>) -> Self {
+        MemoryStateBackend {
+            dir: Some(dir.as_ref().to_path_buf()),
+            ..Self::default()
+        }
     }
 
     /// Keeps the last `n` checkpoints (at least 1).
@@ -83,6 +181,14 @@ impl StateBackend for MemoryStateBackend {
     }
     async fn checkpoint(&self, checkpoint_id: u64) -> ProcessorResult<()> {
         let snapshot = lock(&self.data).clone();
+        if let Some(dir) = &self.dir {
+            write_file(dir, checkpoint_id, &snapshot)?;
+            let ids = list_files(dir)?;
+            for id in &ids[..ids.len().saturating_sub(self.retention)] {
+                let old = dir.join(file_name(*id));
+                std::fs::remove_file(&old).map_err(|e| io_err(&old, e))?;
+            }
+        }
         let mut cps = lock(&self.checkpoints);
         cps.insert(checkpoint_id, snapshot);
         while cps.len() > self.retention {
@@ -91,18 +197,30 @@ impl StateBackend for MemoryStateBackend {
         Ok(())
     }
     async fn restore(&self, checkpoint_id: u64) -> ProcessorResult<()> {
-        let cps = lock(&self.checkpoints);
-        let snapshot = cps.get(&checkpoint_id).ok_or_else(|| {
-            ProcessorError::State(format!(
-                "no checkpoint {checkpoint_id}; the checkpoints kept are {:?}",
-                cps.keys().collect::<Vec<_>>()
-            ))
-        })?;
-        *lock(&self.data) = snapshot.clone();
+        let kept = lock(&self.checkpoints).get(&checkpoint_id).cloned();
+        let snapshot = match (kept, &self.dir) {
+            (Some(s), _) => s,
+            (None, Some(dir)) if list_files(dir)?.contains(&checkpoint_id) => {
+                read_file(dir, checkpoint_id)?
+            }
+            (None, _) => {
+                return Err(ProcessorError::State(format!(
+                    "no checkpoint {checkpoint_id}; the checkpoints kept are {:?}",
+                    self.list_checkpoints().await?
+                )))
+            }
+        };
+        *lock(&self.data) = snapshot;
         Ok(())
     }
     async fn list_checkpoints(&self) -> ProcessorResult<Vec<u64>> {
-        Ok(lock(&self.checkpoints).keys().copied().collect())
+        let mut ids: Vec<u64> = lock(&self.checkpoints).keys().copied().collect();
+        if let Some(dir) = &self.dir {
+            ids.extend(list_files(dir)?);
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        Ok(ids)
     }
 }
 
@@ -122,6 +240,53 @@ mod tests {
         assert!(e.contains("no checkpoint 1"), "{e}");
         b.restore(2).await.unwrap();
         assert_eq!(b.get(b"k").await.unwrap(), Some(vec![2]));
+    }
+
+    #[tokio::test]
+    async fn persistent_checkpoints_survive_the_process_and_corruption_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = MemoryStateBackend::persistent(dir.path()).with_retention(2);
+        for id in 1..=3 {
+            b.put(b"k", &[id as u8]).await.unwrap();
+            b.checkpoint(id).await.unwrap();
+        }
+        drop(b);
+        let again = MemoryStateBackend::persistent(dir.path());
+        assert_eq!(again.list_checkpoints().await.unwrap(), vec![2, 3]);
+        again.restore(3).await.unwrap();
+        assert_eq!(again.get(b"k").await.unwrap(), Some(vec![3]));
+
+        let file = dir.path().join(file_name(3));
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&file, &bytes).unwrap();
+        let e = MemoryStateBackend::persistent(dir.path())
+            .restore(3)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("corrupted (checksum mismatch)"), "{e}");
+        std::fs::write(&file, &bytes[..10]).unwrap();
+        let e = MemoryStateBackend::persistent(dir.path())
+            .restore(3)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("corrupted"), "{e}");
+        // A half-written checkpoint (no final name) is not listed.
+        std::fs::write(
+            dir.path().join("checkpoint-00000000000000000009.bin.tmp"),
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(
+            MemoryStateBackend::persistent(dir.path())
+                .list_checkpoints()
+                .await
+                .unwrap(),
+            vec![2, 3]
+        );
     }
 
     #[tokio::test]

@@ -1,9 +1,15 @@
 //! State: the [`StateBackend`] trait (key-value store with checkpoints), the in-memory
-//! backend, and [`WindowStateManager`], typed window accumulators on top of a backend.
+//! backend (optionally persisting its checkpoints to files), the RocksDB backend (cargo
+//! feature `rocksdb`, on by default), and [`WindowStateManager`], typed window
+//! accumulators on top of a backend.
 
 mod manager;
 mod memory;
+#[cfg(feature = "rocksdb")]
+mod rocksdb;
 
+#[cfg(feature = "rocksdb")]
+pub use self::rocksdb::RocksDBStateBackend;
 pub use manager::WindowStateManager;
 pub use memory::MemoryStateBackend;
 

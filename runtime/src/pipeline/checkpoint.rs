@@ -1,0 +1,333 @@
+//! Checkpoints of a whole pipeline: one consistent snapshot of the operators' state
+//! (accumulators, timers, pending sessions), the watermarks, the source positions, the
+//! run's counts and the sinks' staged output, written to the pipeline's
+//! [`StateBackend`] and sealed by [`StateBackend::checkpoint`].
+//!
+//! The protocol, per checkpoint `n`:
+//! 1. the run loop stops taking records (single worker), or sends a barrier through every
+//!    worker's queue (parallel), so the snapshot covers exactly the records read so far;
+//! 2. each sink stages its output since `n - 1` durably ([`EventSink::prepare_commit`]);
+//! 3. operator state and a [`Meta`] record are written under `<pipeline>/__checkpoint/`,
+//!    then the backend seals checkpoint `n` atomically: a checkpoint that was not sealed
+//!    is never listed, so a crash half-way leaves `n - 1` as the latest;
+//! 4. sinks publish what they staged ([`EventSink::commit`]).
+//!
+//! On start the latest sealed checkpoint is restored; if it cannot be read (corrupted,
+//! truncated) the previous one is tried, with a warning. Sinks then finish or undo the
+//! commit of the restored checkpoint ([`EventSink::recover`]) and the source seeks past
+//! the positions it records, so the output is what an uninterrupted run writes.
+//!
+//! [`EventSink::prepare_commit`]: crate::sink::EventSink::prepare_commit
+//! [`EventSink::commit`]: crate::sink::EventSink::commit
+//! [`EventSink::recover`]: crate::sink::EventSink::recover
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::plan::key_hash;
+use super::run::RunSummary;
+use crate::error::{ProcessorError, ProcessorResult};
+use crate::operator::OperatorSnapshot;
+use crate::source::SourcePosition;
+use crate::state::StateBackend;
+
+/// Version of the checkpoint layout.
+const FORMAT: u32 = 1;
+
+/// Operator state is written in values of at most this size.
+const CHUNK: usize = 4 << 20;
+
+/// Everything a checkpoint records besides operator state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    format: u32,
+    /// What wrote it: restoring into another pipeline is refused.
+    pipeline: String,
+    /// The checkpoint's id.
+    pub id: u64,
+    /// Taken after a bounded input ended and every window fired.
+    pub finished: bool,
+    /// Chunks of operator state, per worker.
+    chunks: Vec<u32>,
+    /// Last record processed per partition.
+    pub positions: Vec<SourcePosition>,
+    /// Highest event time per partition.
+    pub watermarks: Vec<(u32, i64)>,
+    /// Counts so far.
+    pub summary: RunSummary,
+    /// What each sink's `prepare_commit` returned, in the pipeline's sink order.
+    pub sinks: Vec<Vec<u8>>,
+}
+
+impl Meta {
+    /// A record for checkpoint `id`; the operator chunks are filled in by
+    /// [`Checkpointer::write`].
+    pub fn new(id: u64, finished: bool) -> Self {
+        Meta {
+            format: FORMAT,
+            pipeline: String::new(),
+            id,
+            finished,
+            chunks: Vec::new(),
+            positions: Vec::new(),
+            watermarks: Vec::new(),
+            summary: RunSummary::default(),
+            sinks: Vec::new(),
+        }
+    }
+}
+
+/// A restored checkpoint.
+pub(crate) struct Restored<K, A> {
+    pub meta: Meta,
+    /// Operator state per worker of the current run (keys redistributed when the
+    /// parallelism changed).
+    pub operators: Vec<OperatorSnapshot<K, A>>,
+}
+
+/// Takes and restores the checkpoints of one pipeline.
+pub(crate) struct Checkpointer {
+    backend: Arc<dyn StateBackend>,
+    interval: Duration,
+    prefix: String,
+    pipeline: String,
+    next_id: u64,
+    last: Instant,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer")
+            .field("prefix", &self.prefix)
+            .field("next_id", &self.next_id)
+            .finish()
+    }
+}
+
+fn corrupt(id: u64, what: impl std::fmt::Display) -> ProcessorError {
+    ProcessorError::State(format!(
+        "checkpoint {id} is incomplete or corrupted: {what}"
+    ))
+}
+
+impl Checkpointer {
+    /// Checkpoints of the pipeline `name` (described by `pipeline`, which a restored
+    /// checkpoint must match) every `interval`.
+    pub fn new(
+        backend: Arc<dyn StateBackend>,
+        name: &str,
+        pipeline: String,
+        interval: Duration,
+    ) -> Self {
+        Checkpointer {
+            backend,
+            interval,
+            prefix: format!("{name}/__checkpoint/"),
+            pipeline,
+            next_id: 1,
+            last: Instant::now(),
+        }
+    }
+
+    /// Whether the interval has passed since the last checkpoint.
+    pub fn due(&self) -> bool {
+        self.last.elapsed() >= self.interval
+    }
+
+    /// Time between checkpoints.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The id the next checkpoint takes.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    fn key(&self, suffix: &[u8]) -> Vec<u8> {
+        let mut k = self.prefix.as_bytes().to_vec();
+        k.extend_from_slice(suffix);
+        k
+    }
+
+    fn chunk_key(&self, worker: u32, chunk: u32) -> Vec<u8> {
+        let mut k = self.key(b"op/");
+        k.extend_from_slice(&worker.to_be_bytes());
+        k.extend_from_slice(&chunk.to_be_bytes());
+        k
+    }
+
+    /// Writes checkpoint `meta.id` with the encoded operator state of each worker, and
+    /// seals it. Sinks must have prepared before and commit after.
+    pub async fn write(&mut self, mut meta: Meta, operators: Vec<Vec<u8>>) -> ProcessorResult<()> {
+        let started = Instant::now();
+        let mut keep = std::collections::HashSet::new();
+        meta.chunks.clear();
+        for (w, bytes) in operators.iter().enumerate() {
+            let chunks: Vec<&[u8]> = if bytes.is_empty() {
+                vec![&[][..]]
+            } else {
+                bytes.chunks(CHUNK).collect()
+            };
+            meta.chunks.push(chunks.len() as u32);
+            for (c, chunk) in chunks.into_iter().enumerate() {
+                let k = self.chunk_key(w as u32, c as u32);
+                self.backend.put(&k, chunk).await?;
+                keep.insert(k);
+            }
+        }
+        for (k, _) in self.backend.scan_prefix(&self.key(b"op/")).await? {
+            if !keep.contains(&k) {
+                self.backend.delete(&k).await?;
+            }
+        }
+        meta.format = FORMAT;
+        meta.pipeline = self.pipeline.clone();
+        let encoded = postcard::to_allocvec(&meta)
+            .map_err(|e| ProcessorError::Serialization(e.to_string()))?;
+        self.backend.put(&self.key(b"meta"), &encoded).await?;
+        self.backend.checkpoint(meta.id).await?;
+        self.next_id = meta.id + 1;
+        self.last = Instant::now();
+        tracing::info!(
+            checkpoint = meta.id,
+            bytes = operators.iter().map(Vec::len).sum::<usize>(),
+            millis = started.elapsed().as_millis() as u64,
+            finished = meta.finished,
+            "checkpoint complete"
+        );
+        Ok(())
+    }
+
+    /// Restores the latest checkpoint that can be read, for `workers` workers. `None`:
+    /// there is none, or the latest is of a run that finished its input (start over).
+    pub async fn restore<K, A>(&mut self, workers: usize) -> ProcessorResult<Option<Restored<K, A>>>
+    where
+        K: DeserializeOwned + Hash,
+        A: DeserializeOwned,
+    {
+        let ids = self.backend.list_checkpoints().await?;
+        let Some(&latest) = ids.last() else {
+            return Ok(None);
+        };
+        self.next_id = latest + 1;
+        let mut last_error = None;
+        for &id in ids.iter().rev() {
+            match self.read::<K, A>(id, workers).await {
+                Ok(r) if r.meta.finished => {
+                    tracing::info!(
+                        checkpoint = id,
+                        "the previous run finished its input: starting over"
+                    );
+                    return Ok(None);
+                }
+                Ok(r) => {
+                    tracing::info!(checkpoint = id, "restored checkpoint");
+                    return Ok(Some(r));
+                }
+                Err(e @ ProcessorError::Config(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(checkpoint = id, error = %e, "cannot restore this checkpoint; trying the previous one");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(ProcessorError::State(format!(
+            "none of the checkpoints {ids:?} can be restored (the last error: {}); remove the checkpoint directory to start over",
+            last_error.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    }
+
+    async fn read<K, A>(&self, id: u64, workers: usize) -> ProcessorResult<Restored<K, A>>
+    where
+        K: DeserializeOwned + Hash,
+        A: DeserializeOwned,
+    {
+        self.backend.restore(id).await?;
+        let bytes = self
+            .backend
+            .get(&self.key(b"meta"))
+            .await?
+            .ok_or_else(|| corrupt(id, "it holds no checkpoint record for this pipeline"))?;
+        let meta: Meta = postcard::from_bytes(&bytes).map_err(|e| corrupt(id, e))?;
+        if meta.format != FORMAT {
+            return Err(ProcessorError::Config(format!(
+                "checkpoint {id} has layout version {}, this version reads {FORMAT}: use the version that wrote it or remove the checkpoint directory",
+                meta.format
+            )));
+        }
+        if meta.id != id {
+            return Err(corrupt(
+                id,
+                format!("its record names checkpoint {}", meta.id),
+            ));
+        }
+        if meta.finished {
+            // Nothing of it is restored: a new run starts over, whatever its pipeline.
+            return Ok(Restored {
+                meta,
+                operators: Vec::new(),
+            });
+        }
+        if meta.pipeline != self.pipeline {
+            return Err(ProcessorError::Config(format!(
+                "checkpoint {id} was written by another pipeline ({}); restore it with the pipeline that wrote it, or remove the checkpoint directory to start this one ({}) over",
+                meta.pipeline, self.pipeline
+            )));
+        }
+        let mut snapshots = Vec::with_capacity(meta.chunks.len());
+        for (w, &n) in meta.chunks.iter().enumerate() {
+            let mut bytes = Vec::new();
+            for c in 0..n {
+                let chunk = self
+                    .backend
+                    .get(&self.chunk_key(w as u32, c))
+                    .await?
+                    .ok_or_else(|| corrupt(id, format!("chunk {c} of worker {w} is missing")))?;
+                bytes.extend_from_slice(&chunk);
+            }
+            let snap: OperatorSnapshot<K, A> = if bytes.is_empty() {
+                OperatorSnapshot::empty(i64::MIN)
+            } else {
+                postcard::from_bytes(&bytes)
+                    .map_err(|e| corrupt(id, format!("state of worker {w}: {e}")))?
+            };
+            snapshots.push(snap);
+        }
+        let operators = redistribute(snapshots, workers.max(1));
+        Ok(Restored { meta, operators })
+    }
+}
+
+/// Spreads the keys of `snapshots` over `workers` operators the way the run loop routes
+/// events (by [`key_hash`]); unchanged when the count is the same.
+fn redistribute<K: Hash, A>(
+    mut snapshots: Vec<OperatorSnapshot<K, A>>,
+    workers: usize,
+) -> Vec<OperatorSnapshot<K, A>> {
+    if snapshots.len() == workers {
+        return snapshots;
+    }
+    let watermark = snapshots
+        .iter()
+        .map(|s| s.watermark)
+        .max()
+        .unwrap_or(i64::MIN);
+    let mut out: Vec<_> = (0..workers)
+        .map(|_| OperatorSnapshot::empty(watermark))
+        .collect();
+    for snap in snapshots.drain(..) {
+        for k in snap.keys {
+            let i = if workers == 1 {
+                0
+            } else {
+                (key_hash(&k.key) % workers as u64) as usize
+            };
+            out[i].keys.push(k);
+        }
+    }
+    out
+}

@@ -1,0 +1,329 @@
+//! Crash recovery, end to end: the real `processor` binary over a generated file of 240k
+//! events with a short checkpoint interval, killed with SIGKILL at random moments and
+//! restarted each time, must write exactly the rows of an uninterrupted run (as a sorted
+//! set of lines, byte for byte). Damaged checkpoints fall back or fail with a clear error.
+
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
+
+const EVENTS: usize = 240_000;
+
+struct Scenario {
+    backend: &'static str,
+    window: &'static str,
+    parallelism: u32,
+}
+
+fn config(dir: &Path, s: &Scenario) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"processor:
+  parallelism: {parallelism}
+  checkpoint_interval_secs: 0.1
+  state:
+    backend: {backend}
+    path: {dir}/state
+    checkpoint_path: {dir}/checkpoints
+  windows:
+    default_type: {window}
+    tumbling: {{ size_secs: 60, allowed_lateness_secs: 60 }}
+    sliding: {{ size_secs: 300, slide_secs: 60, allowed_lateness_secs: 60 }}
+    session: {{ gap_secs: 30, allowed_lateness_secs: 60 }}
+  watermark:
+    max_out_of_orderness_secs: 30
+    emit_interval_secs: 0
+"#,
+            parallelism = s.parallelism,
+            backend = s.backend,
+            window = s.window,
+            dir = dir.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn input(dir: &Path) -> PathBuf {
+    let path = dir.join("events.jsonl");
+    let mut bytes = to_json_lines(&generate(&WorkloadSpec {
+        events: EVENTS,
+        seed: 7,
+        ..Default::default()
+    }));
+    // A few malformed lines: dead-lettered, never lost or doubled in the rows.
+    for i in 0..3 {
+        let at = bytes.len() / 4 * (i + 1);
+        let nl = at + bytes[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
+        bytes.splice(nl..nl, b"{not json\n".iter().copied());
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn command(dir: &Path, events: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_processor"));
+    c.current_dir(dir)
+        .args(["run", "--config"])
+        .arg(dir.join("config.yaml"))
+        .arg("--input")
+        .arg(events)
+        .arg("--output")
+        .arg(dir.join("rows.jsonl"))
+        .env("PROCESSOR_DEAD_LETTER_DIR", dir.join("dead-letter"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    c
+}
+
+/// Runs to the end; returns stderr.
+fn run_to_end(dir: &Path, events: &Path) -> String {
+    let out = command(dir, events)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "processor failed:\n{stderr}");
+    stderr
+}
+
+fn sorted_rows(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("rows.jsonl")).unwrap();
+    let mut rows: Vec<String> = text.lines().map(str::to_owned).collect();
+    rows.sort();
+    rows
+}
+
+fn assert_same_rows(expected: &[String], got: &[String], what: &str) {
+    assert!(!expected.is_empty());
+    if expected != got {
+        let missing = expected.iter().filter(|r| !got.contains(r)).count();
+        let extra = got.iter().filter(|r| !expected.contains(r)).count();
+        panic!(
+            "{what}: {} rows instead of {} ({missing} missing, {extra} unexpected)",
+            got.len(),
+            expected.len()
+        );
+    }
+}
+
+/// Kills the processor at `kills` random moments, restarting it each time, then lets the
+/// last start run to the end. Returns the stderr of every start.
+fn run_with_kills(dir: &Path, events: &Path, full: Duration, kills: usize, seed: u64) -> String {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut logs = String::new();
+    let mut killed = 0;
+    let mut starts = 0;
+    while killed < kills {
+        starts += 1;
+        assert!(
+            starts < kills * 4,
+            "the processor kept finishing before it could be killed"
+        );
+        let log = dir.join(format!("start-{starts}.log"));
+        let mut child = command(dir, events)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // Somewhere in the first fifth of a whole run: a few checkpoints, or none.
+        let delay = full.mul_f64(rng.random_range(0.03..0.2));
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        let status = child.wait().unwrap();
+        logs.push_str(&std::fs::read_to_string(&log).unwrap());
+        if status.success() {
+            // Finished before the kill: its output is complete; start over for more kills.
+            panic!("run {starts} finished before it could be killed after {delay:?}; the input is too small for this machine");
+        }
+    }
+    logs.push_str(&run_to_end(dir, events));
+    logs
+}
+
+fn crash_and_compare(s: Scenario, seed: u64) {
+    let root = tempfile::tempdir().unwrap();
+    let clean = root.path().join("clean");
+    let crashy = root.path().join("crashy");
+    std::fs::create_dir_all(&clean).unwrap();
+    std::fs::create_dir_all(&crashy).unwrap();
+    let events = input(root.path());
+    config(&clean, &s);
+    config(&crashy, &s);
+
+    let t0 = Instant::now();
+    run_to_end(&clean, &events);
+    let full = t0.elapsed();
+    let expected = sorted_rows(&clean);
+
+    let logs = run_with_kills(&crashy, &events, full, 5, seed);
+    assert!(
+        logs.contains("resuming from checkpoint"),
+        "no start resumed from a checkpoint:\n{logs}"
+    );
+    assert_same_rows(&expected, &sorted_rows(&crashy), "after 5 kills");
+    // Nothing is left pending beside the output.
+    let leftovers: Vec<_> = std::fs::read_dir(&crashy)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".pending-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn rocksdb_tumbling_survives_sigkill() {
+    crash_and_compare(
+        Scenario {
+            backend: "rocksdb",
+            window: "tumbling",
+            parallelism: 1,
+        },
+        1,
+    );
+}
+
+#[test]
+fn memory_sliding_with_two_workers_survives_sigkill() {
+    crash_and_compare(
+        Scenario {
+            backend: "memory",
+            window: "sliding",
+            parallelism: 2,
+        },
+        2,
+    );
+}
+
+#[test]
+fn memory_sessions_survive_sigkill() {
+    crash_and_compare(
+        Scenario {
+            backend: "memory",
+            window: "session",
+            parallelism: 1,
+        },
+        3,
+    );
+}
+
+/// Kills one run mid-way, then damages its checkpoints: the latest → fall back to the
+/// previous one, saying so, with the same final rows; all of them → a clear error.
+fn damaged_checkpoints(backend: &'static str, damage: fn(&Path)) {
+    let root = tempfile::tempdir().unwrap();
+    let clean = root.path().join("clean");
+    let crashy = root.path().join("crashy");
+    std::fs::create_dir_all(&clean).unwrap();
+    std::fs::create_dir_all(&crashy).unwrap();
+    let events = input(root.path());
+    let s = Scenario {
+        backend,
+        window: "tumbling",
+        parallelism: 1,
+    };
+    config(&clean, &s);
+    config(&crashy, &s);
+    let t0 = Instant::now();
+    run_to_end(&clean, &events);
+    let full = t0.elapsed();
+
+    // Run until at least two checkpoints exist, then SIGKILL.
+    let checkpoints = crashy.join("checkpoints");
+    let mut child = command(&crashy, &events)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + full * 3;
+    while count_checkpoints(&checkpoints) < 2 {
+        assert!(Instant::now() < deadline, "no two checkpoints in time");
+        assert!(child.try_wait().unwrap().is_none(), "finished too early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut ids = checkpoint_entries(&checkpoints);
+    let latest = ids.pop().unwrap();
+    damage(&latest);
+    let stderr = run_to_end(&crashy, &events);
+    assert!(
+        stderr.contains("trying the previous one"),
+        "no fallback said:\n{stderr}"
+    );
+    assert_same_rows(
+        &sorted_rows(&clean),
+        &sorted_rows(&crashy),
+        "after a fallback",
+    );
+
+    // Every checkpoint damaged: a clear error, no panic.
+    let entries = checkpoint_entries(&checkpoints);
+    assert!(!entries.is_empty());
+    for e in &entries {
+        damage(e);
+    }
+    let out = command(&crashy, &events)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("can be restored") && stderr.contains("remove the checkpoint directory"),
+        "{stderr}"
+    );
+}
+
+fn checkpoint_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap().to_string_lossy();
+                    n.starts_with("checkpoint-") && !n.ends_with(".tmp")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn count_checkpoints(dir: &Path) -> usize {
+    checkpoint_entries(dir).len()
+}
+
+#[test]
+fn a_corrupted_memory_checkpoint_falls_back_or_fails_clearly() {
+    damaged_checkpoints("memory", |file| {
+        let mut bytes = std::fs::read(file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        std::fs::write(file, bytes).unwrap();
+    });
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn a_truncated_rocksdb_checkpoint_falls_back_or_fails_clearly() {
+    damaged_checkpoints("rocksdb", |dir| {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("MANIFEST") {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                std::fs::write(entry.path(), &bytes[..bytes.len() / 2]).unwrap();
+            }
+        }
+    });
+}
