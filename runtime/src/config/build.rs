@@ -90,10 +90,13 @@ pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<
             w.tumbling.allowed_lateness_secs
         }
     };
-    if p.checkpoint_interval_secs > 0.0 {
+    if p.checkpoint_interval_secs > 0.0 || p.state.max_in_memory_windows > 0 {
         b = b
             .with_state_backend(state_backend(config)?)
             .with_checkpoint_interval(Duration::from_secs_f64(p.checkpoint_interval_secs));
+    }
+    if p.state.max_in_memory_windows > 0 {
+        b = b.with_spill_threshold(p.state.max_in_memory_windows);
     }
     Ok(b.with_late_event_handler(
         LateEventHandler::new(secs(lateness)).with_side_output(DeadLetterSink::new("late-events")),

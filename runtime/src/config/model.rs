@@ -77,6 +77,8 @@ pub struct StateConfig {
     pub path: String,
     /// Directory of the checkpoints.
     pub checkpoint_path: String,
+    /// Accumulators kept in memory at most before state spills to RocksDB (0: no bound).
+    pub max_in_memory_windows: usize,
 }
 
 impl Default for StateConfig {
@@ -85,6 +87,7 @@ impl Default for StateConfig {
             backend: "memory".into(),
             path: "state".into(),
             checkpoint_path: "checkpoints".into(),
+            max_in_memory_windows: 0,
         }
     }
 }

@@ -232,6 +232,12 @@ pub fn check_runnable(config: &Config) -> ProcessorResult<()> {
             "`{key}` is {value}, which this build cannot run yet; {fix}"
         )))
     };
+    if p.state.max_in_memory_windows > 0 && p.state.backend != "rocksdb" {
+        return Err(ProcessorError::Config(format!(
+            "`processor.state.max_in_memory_windows` is {} but state spills only to RocksDB: set `processor.state.backend: rocksdb`, or 0 for no bound",
+            p.state.max_in_memory_windows
+        )));
+    }
     if p.state.backend == "rocksdb" && !cfg!(feature = "rocksdb") {
         return missing(
             "processor.state.backend",

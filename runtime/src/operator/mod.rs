@@ -23,6 +23,7 @@ mod panes;
 mod sessions;
 mod slots;
 mod snapshot;
+mod spill;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -34,6 +35,7 @@ use slots::Slots;
 
 pub use slots::KeyRef;
 pub use snapshot::{KeyState, OperatorSnapshot, OperatorSnapshotRef};
+pub use spill::{MemorySpillStore, SpillStore};
 
 /// The aggregation a [`WindowOperator`] maintains per key and window.
 pub trait WindowFunction {
@@ -116,6 +118,8 @@ pub struct WindowOperator<K, F: WindowFunction, T = EventTimeTrigger> {
     /// Accumulators of purged windows, reset and reused for new ones, so that steady
     /// state allocates nothing (percentile buffers keep their capacity).
     pool: Vec<F::Acc>,
+    /// Where accumulators go past the memory bound (see [`with_spill`](Self::with_spill)).
+    spill: Option<spill::Spill<F::Acc>>,
 }
 
 /// Accumulators kept for reuse at most.
@@ -190,6 +194,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
             watermark: i64::MIN,
             scratch: None,
             pool: Vec::new(),
+            spill: None,
         })
     }
 
@@ -229,10 +234,14 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         E: FnMut(Fired<'_, K, F::Acc>),
     {
         let floor = partition_watermark.max(self.watermark);
-        match self.mode {
+        let admission = match self.mode {
             Mode::Panes(grid) => self.pane_event(grid, floor, ts, key, input, emit),
             Mode::Sessions { gap } => self.session_event(gap, floor, ts, key, input, emit),
+        };
+        if self.spill.is_some() {
+            self.maybe_spill();
         }
+        admission
     }
 
     /// Moves the watermark to `watermark` (ms): fires every window that ends at or before
@@ -254,6 +263,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
                 continue;
             }
             self.slots.clear_timer(id);
+            self.ensure_loaded(id);
             match self.mode {
                 Mode::Panes(grid) => self.pane_timer(grid, id, emit),
                 Mode::Sessions { .. } => self.session_timer(id, emit),
@@ -270,6 +280,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         // Slots whose only wake-up saturated at +∞ were never queued: visit them too.
         for id in self.slots.live_ids() {
             self.slots.clear_timer(id);
+            self.ensure_loaded(id);
             match self.mode {
                 Mode::Panes(grid) => self.pane_timer(grid, id, emit),
                 Mode::Sessions { .. } => self.session_timer(id, emit),

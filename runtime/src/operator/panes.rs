@@ -123,6 +123,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         };
 
         let id = self.slots.find_or_insert(key);
+        self.ensure_loaded(id);
         let found = self
             .slots
             .get(id)

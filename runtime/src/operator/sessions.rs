@@ -24,6 +24,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
         let mut start = ts;
         let mut end = ts.saturating_add(gap);
         if let Some(id) = self.slots.find(key) {
+            self.ensure_loaded(id);
             for s in &self.slots.get(id).segs {
                 if s.start <= end && start <= s.end {
                     start = start.min(s.start);

@@ -44,6 +44,8 @@ pub(crate) struct Slot<K, A> {
     /// Panes: the earliest window end not yet fired by the watermark.
     pub next_fire: i64,
     timer_at: i64,
+    /// The segments are in the spill store (`segs` is empty meanwhile).
+    pub spilled: bool,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,11 @@ impl<K: Hash + Eq, A> Slots<K, A> {
 
     pub fn segment_count(&self) -> usize {
         self.segments
+    }
+
+    /// Slots allocated (live or free).
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
     }
 
     pub fn find<Q: KeyRef<K> + ?Sized>(&self, key: &Q) -> Option<u32> {
@@ -127,6 +134,7 @@ impl<K: Hash + Eq, A> Slots<K, A> {
                             segs: Vec::new(),
                             next_fire: i64::MAX,
                             timer_at: i64::MAX,
+                            spilled: false,
                         });
                         (slots.len() - 1) as u32
                     }
@@ -146,6 +154,7 @@ impl<K: Hash + Eq, A> Slots<K, A> {
             segs: Vec::new(),
             next_fire: i64::MAX,
             timer_at: i64::MAX,
+            spilled: false,
         });
         let slots = &self.slots;
         let hasher = &self.hasher;

@@ -77,6 +77,7 @@ pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) trigger: Option<Box<dyn WindowTrigger>>,
     pub(super) state_backend: Option<Arc<dyn StateBackend>>,
     pub(super) checkpoint_interval: Duration,
+    pub(super) spill_threshold: Option<usize>,
     pub(super) sinks: Vec<Arc<dyn EventSink<P::Row>>>,
     pub(super) error_handler: ErrorHandler,
     pub(super) plan: P,
@@ -114,6 +115,7 @@ where
             trigger: None,
             state_backend: None,
             checkpoint_interval: Duration::from_secs(60),
+            spill_threshold: None,
             sinks: Vec::new(),
             error_handler: ErrorHandler::default(),
             plan,
@@ -257,7 +259,15 @@ where
         self
     }
 
-    /// Time between checkpoints (default 60 s); used with a state backend.
+    /// Keeps at most `max_windows` accumulators ((key, pane or session) pairs) in memory;
+    /// past it, the state of other keys is spilled to the state backend (RocksDB) until an
+    /// event or a timer needs it. Needs a backend that can hold spilled state.
+    pub fn with_spill_threshold(mut self, max_windows: usize) -> Self {
+        self.spill_threshold = Some(max_windows);
+        self
+    }
+
+    /// Time between checkpoints (default 60 s; zero: none); used with a state backend.
     pub fn with_checkpoint_interval(mut self, interval: Duration) -> Self {
         self.checkpoint_interval = interval;
         self
@@ -351,6 +361,17 @@ where
         for sink in &self.sinks {
             sink.check()?;
         }
+        let spill = match self.spill_threshold {
+            None => None,
+            Some(n) => match self.state_backend.as_ref().and_then(|b| b.spill_store()) {
+                Some(store) => Some((store, n)),
+                None => {
+                    return Err(ProcessorError::InvalidPipeline(format!(
+                        "with_spill_threshold({n}) needs a state backend that can hold spilled state: add .with_state_backend(Arc::new(RocksDBStateBackend::new(state_path, checkpoint_path)?))"
+                    )))
+                }
+            },
+        };
         Ok(Pipeline {
             name: self.name,
             source,
@@ -363,6 +384,7 @@ where
             trigger: self.trigger,
             state_backend: self.state_backend,
             checkpoint_interval: self.checkpoint_interval,
+            spill,
             sinks: self.sinks,
             error_handler: self.error_handler,
             plan: self.plan,
@@ -485,6 +507,7 @@ pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) trigger: Option<Box<dyn WindowTrigger>>,
     pub(super) state_backend: Option<Arc<dyn StateBackend>>,
     pub(super) checkpoint_interval: Duration,
+    pub(super) spill: Option<(Arc<dyn crate::operator::SpillStore>, usize)>,
     pub(super) sinks: Vec<Arc<dyn EventSink<P::Row>>>,
     pub(super) error_handler: ErrorHandler,
     pub(super) plan: P,

@@ -57,6 +57,8 @@ pub(super) enum Outcome<R> {
     Begin(Box<Meta>),
     /// A worker's state at the barrier.
     State(usize, ProcessorResult<Vec<u8>>),
+    /// A worker cannot go on (its spill store failed).
+    Fatal(ProcessorError),
 }
 
 type Snapshots<P> =
@@ -80,6 +82,7 @@ pub(super) struct Parallel<P: Plan> {
     pub restored: Option<Snapshots<P>>,
     pub summary: RunSummary,
     pub positions: Positions,
+    pub spill: Option<(Arc<dyn crate::operator::SpillStore>, usize)>,
 }
 
 /// The run loop with N workers.
@@ -112,6 +115,7 @@ where
         restored,
         summary,
         mut positions,
+        spill,
     } = run;
     let plan = Arc::new(plan);
     let mut schedule = checkpointer
@@ -126,6 +130,7 @@ where
             lateness_ms,
             trigger: Arc::from(trigger),
             source_name: source_name.clone(),
+            spill,
         },
         Collector {
             sinks,
@@ -266,6 +271,8 @@ pub(super) struct Shared<P> {
     pub lateness_ms: i64,
     pub trigger: Arc<dyn WindowTrigger>,
     pub source_name: String,
+    /// Spill store and the memory bound of the whole pipeline (split over the workers).
+    pub spill: Option<(Arc<dyn crate::operator::SpillStore>, usize)>,
 }
 
 pub(super) struct Collector<R: Clone + Send + Sync + 'static> {
@@ -320,6 +327,9 @@ where
                     func.clone(),
                     trigger,
                 )?;
+            if let Some((store, max_windows)) = &shared.spill {
+                op = op.with_spill(Arc::clone(store), max_windows / n);
+            }
             if let Some(snap) = restored.as_mut().and_then(Iterator::next) {
                 op.restore(snap);
             }
@@ -361,6 +371,10 @@ where
                     }
                     if !rows.is_empty() {
                         let _ = out.send((worker, Outcome::Rows(std::mem::take(&mut rows))));
+                    }
+                    if let Some(e) = op.take_spill_error() {
+                        let _ = out.send((worker, Outcome::Fatal(e)));
+                        return;
                     }
                 }
                 op.flush(&mut collect_rows(&*plan, &func, &mut rows));
@@ -421,6 +435,7 @@ where
                     Outcome::Bad(rec) => {
                         handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?
                     }
+                    Outcome::Fatal(e) => return Err(e),
                     Outcome::Begin(meta) => {
                         let mut passed = vec![false; n + 1];
                         passed[n] = true;

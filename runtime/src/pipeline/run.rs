@@ -121,6 +121,7 @@ where
             trigger,
             state_backend,
             checkpoint_interval,
+            spill,
             sinks,
             mut error_handler,
             plan,
@@ -141,6 +142,7 @@ where
 
         // Checkpoints: restore the latest before the first record is read.
         let mut checkpointer = match state_backend {
+            Some(_) if checkpoint_interval.is_zero() => None,
             Some(backend) if source.resumable() => Some(Checkpointer::new(
                 backend,
                 &name,
@@ -236,6 +238,7 @@ where
                     restored,
                     summary,
                     positions,
+                    spill,
                 },
                 rx,
                 reader,
@@ -249,6 +252,9 @@ where
         let func = plan.function();
         let mut op: WindowOperator<P::Key, P::Func, Box<dyn WindowTrigger>> =
             WindowOperator::with_trigger(window, lateness_ms, func.clone(), trigger)?;
+        if let Some((store, max_windows)) = spill {
+            op = op.with_spill(store, max_windows);
+        }
         if let Some(mut ops) = restored {
             op.restore(ops.pop().expect("one snapshot per worker"));
         }
@@ -313,6 +319,9 @@ where
                 envelope,
                 &mut collect_rows(&plan, &func, &mut out),
             );
+            if let Some(e) = op.take_spill_error() {
+                return Err(e);
+            }
             let (event_time, admission) = match fed {
                 Ok(Fed::Offered(ts, admission)) => (ts, Some(admission)),
                 Ok(Fed::Filtered(ts)) => (ts, None),
@@ -463,7 +472,7 @@ where
     F: WindowFunction<Acc: Serialize>,
     Tr: WindowTrigger,
 {
-    postcard::to_allocvec(&op.snapshot())
+    postcard::to_allocvec(&op.snapshot()?)
         .map_err(|e| ProcessorError::Serialization(format!("operator state for a checkpoint: {e}")))
 }
 

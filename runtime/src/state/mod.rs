@@ -48,4 +48,9 @@ pub trait StateBackend: Send + Sync {
     async fn restore(&self, checkpoint_id: u64) -> ProcessorResult<()>;
     /// The checkpoints kept, oldest first.
     async fn list_checkpoints(&self) -> ProcessorResult<Vec<u64>>;
+    /// Where an operator may spill accumulators past its memory bound (RocksDB can; the
+    /// memory backend cannot, since spilling there would not save memory).
+    fn spill_store(&self) -> Option<std::sync::Arc<dyn crate::operator::SpillStore>> {
+        None
+    }
 }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use rocksdb::{checkpoint::Checkpoint, Direction, IteratorMode, Options, DB};
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::StateBackend;
 use crate::error::{ProcessorError, ProcessorResult};
@@ -37,7 +37,7 @@ pub struct RocksDBStateBackend {
     state_path: PathBuf,
     checkpoint_path: PathBuf,
     retention: usize,
-    db: RwLock<Option<DB>>,
+    db: Arc<RwLock<Option<DB>>>,
 }
 
 impl std::fmt::Debug for RocksDBStateBackend {
@@ -105,7 +105,7 @@ impl RocksDBStateBackend {
             state_path,
             checkpoint_path,
             retention: 3,
-            db: RwLock::new(Some(db)),
+            db: Arc::new(RwLock::new(Some(db))),
         })
     }
 
@@ -294,6 +294,13 @@ impl StateBackend for RocksDBStateBackend {
         Ok(())
     }
 
+    fn spill_store(&self) -> Option<Arc<dyn crate::operator::SpillStore>> {
+        Some(Arc::new(RocksSpill {
+            db: Arc::clone(&self.db),
+            path: self.state_path.clone(),
+        }))
+    }
+
     async fn list_checkpoints(&self) -> ProcessorResult<Vec<u64>> {
         let mut ids = Vec::new();
         let entries = match std::fs::read_dir(&self.checkpoint_path) {
@@ -315,6 +322,39 @@ impl StateBackend for RocksDBStateBackend {
         }
         ids.sort_unstable();
         Ok(ids)
+    }
+}
+
+/// Spilled accumulators in the live database, written without the write-ahead log: after
+/// a crash the state comes from a checkpoint, never from spilled values.
+struct RocksSpill {
+    db: Arc<RwLock<Option<DB>>>,
+    path: PathBuf,
+}
+
+impl RocksSpill {
+    fn with<R>(&self, f: impl FnOnce(&DB) -> Result<R, rocksdb::Error>) -> ProcessorResult<R> {
+        let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = guard.as_ref().ok_or_else(|| {
+            ProcessorError::State(format!("RocksDB at {} is closed", self.path.display()))
+        })?;
+        f(db).map_err(|e| db_err(&self.path, e))
+    }
+}
+
+impl crate::operator::SpillStore for RocksSpill {
+    fn put(&self, key: &[u8], value: &[u8]) -> ProcessorResult<()> {
+        let mut o = rocksdb::WriteOptions::default();
+        o.disable_wal(true);
+        self.with(|db| db.put_opt(key, value, &o))
+    }
+    fn get(&self, key: &[u8]) -> ProcessorResult<Option<Vec<u8>>> {
+        self.with(|db| db.get(key))
+    }
+    fn delete(&self, key: &[u8]) -> ProcessorResult<()> {
+        let mut o = rocksdb::WriteOptions::default();
+        o.disable_wal(true);
+        self.with(|db| db.delete_opt(key, &o))
     }
 }
 
