@@ -186,6 +186,21 @@ fn bad_configs_name_the_key_and_the_fix() {
         e.contains("`processor.state.backend` is `cassandra`"),
         "{e}"
     );
+    let e = err(
+        "processor:\n  state:\n    max_in_memory_windows: 1000\n",
+        &[],
+    );
+    assert!(
+        e.contains("`processor.state.max_in_memory_windows`")
+            && e.contains("set `processor.state.backend: rocksdb`"),
+        "{e}"
+    );
+    let e = err("processor:\n  checkpoint_interval_secs: -1\n", &[]);
+    assert!(
+        e.contains("`processor.checkpoint_interval_secs` is -1")
+            && e.contains("0 turns checkpoints off"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -21,12 +21,14 @@ pub fn state_backend(config: &Config) -> ProcessorResult<Arc<dyn StateBackend>> 
     let s = &config.processor.state;
     #[cfg(feature = "rocksdb")]
     if s.backend == "rocksdb" {
-        return Ok(Arc::new(crate::state::RocksDBStateBackend::new(
-            &s.path,
-            &s.checkpoint_path,
-        )?));
+        return Ok(Arc::new(
+            crate::state::RocksDBStateBackend::new(&s.path, &s.checkpoint_path)?
+                .with_retention(s.retained_checkpoints),
+        ));
     }
-    Ok(Arc::new(MemoryStateBackend::persistent(&s.checkpoint_path)))
+    Ok(Arc::new(
+        MemoryStateBackend::persistent(&s.checkpoint_path).with_retention(s.retained_checkpoints),
+    ))
 }
 
 /// The pipeline a config describes, without source and sinks (the caller adds them:

@@ -79,6 +79,8 @@ pub struct StateConfig {
     pub checkpoint_path: String,
     /// Accumulators kept in memory at most before state spills to RocksDB (0: no bound).
     pub max_in_memory_windows: usize,
+    /// Checkpoints kept (the oldest are deleted).
+    pub retained_checkpoints: usize,
 }
 
 impl Default for StateConfig {
@@ -88,6 +90,7 @@ impl Default for StateConfig {
             path: "state".into(),
             checkpoint_path: "checkpoints".into(),
             max_in_memory_windows: 0,
+            retained_checkpoints: 3,
         }
     }
 }

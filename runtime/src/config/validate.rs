@@ -232,6 +232,10 @@ pub fn check_runnable(config: &Config) -> ProcessorResult<()> {
             "`{key}` is {value}, which this build cannot run yet; {fix}"
         )))
     };
+    positive(
+        "processor.state.retained_checkpoints",
+        p.state.retained_checkpoints as u64,
+    )?;
     if p.state.max_in_memory_windows > 0 && p.state.backend != "rocksdb" {
         return Err(ProcessorError::Config(format!(
             "`processor.state.max_in_memory_windows` is {} but state spills only to RocksDB: set `processor.state.backend: rocksdb`, or 0 for no bound",
