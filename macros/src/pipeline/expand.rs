@@ -19,7 +19,7 @@ struct Needs {
     percentile: bool,
 }
 
-pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
+pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
     let p = quote!(::llm_optimizer_processor::__private);
     let name = &decl.name;
     let vis = &decl.vis;
@@ -398,6 +398,10 @@ pub fn generate(decl: &PipelineDecl, m: &Model) -> TokenStream {
 
             fn function(&self) -> #func {
                 #func
+            }
+
+            fn describe(&self) -> ::std::string::String {
+                ::std::format!("{} (declaration {})", ::core::any::type_name::<Self>(), #digest)
             }
 
             #[inline]
