@@ -274,3 +274,51 @@ async fn a_checkpoint_of_another_pipeline_is_refused() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_checkpoint_of_two_workers_resumes_on_one() {
+    let all = CollectorSink::new();
+    Latency::pipeline()
+        .with_memory_source(events())
+        .with_sink(all.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let backend =
+        Arc::new(RocksDBStateBackend::new(dir.path().join("s"), dir.path().join("c")).unwrap());
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let first = StopAfter {
+        rows: CollectorSink::new(),
+        after: 20,
+        stop: stop.clone(),
+    };
+    let s1 = Latency::pipeline()
+        .with_memory_source(events())
+        .with_parallelism(2)
+        .with_state_backend(backend.clone())
+        .with_sink(first.clone())
+        .with_shutdown_signal(async move { stop.notified().await })
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(s1.events_in < 20_000, "stopped mid-way: {s1:?}");
+    let second = CollectorSink::new();
+    Latency::pipeline()
+        .with_memory_source(events())
+        .with_state_backend(backend)
+        .with_sink(second.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let mut got = first.rows.items();
+    got.extend(second.items());
+    assert_eq!(lines(&got), lines(&all.items()));
+}

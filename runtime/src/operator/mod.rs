@@ -307,10 +307,11 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    struct Sum;
+    /// Count and sum of `f64`s: the aggregation of the operator's unit tests.
+    pub(in crate::operator) struct Sum;
     impl WindowFunction for Sum {
         type Input = f64;
         type Acc = (u64, f64);

@@ -128,29 +128,9 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::Sum;
     use super::*;
     use crate::window::WindowSpec;
-
-    #[derive(Clone)]
-    struct Sum;
-    impl WindowFunction for Sum {
-        type Input = f64;
-        type Acc = (u64, f64);
-        fn create(&self) -> (u64, f64) {
-            (0, 0.0)
-        }
-        fn add(&self, acc: &mut (u64, f64), v: &f64) {
-            acc.0 += 1;
-            acc.1 += v;
-        }
-        fn merge(&self, into: &mut (u64, f64), from: &(u64, f64)) {
-            into.0 += from.0;
-            into.1 += from.1;
-        }
-        fn count(&self, acc: &(u64, f64)) -> u64 {
-            acc.0
-        }
-    }
 
     type Row = (String, i64, i64, u64, bool, Vec<(i64, i64)>);
 

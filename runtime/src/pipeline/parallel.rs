@@ -10,7 +10,6 @@
 //! events routed so far. Each worker answers with its state after the rows those events
 //! produced; once the collector holds every worker's state it writes the checkpoint.
 
-use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -21,14 +20,14 @@ use super::checkpoint::{Checkpointer, Meta};
 use super::plan::{Envelope, Fed, Plan};
 use super::run::{
     checkpoint_meta, collect_rows, dead_letter, decode, deliver, encode_state, handle_bad,
-    payload_text, take_checkpoint, Positions, RunSummary, Shutdown, SinkSet,
+    late_record, payload_text, send_late, take_checkpoint, Positions, RunSummary, Shutdown,
+    SinkSet,
 };
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::metrics::ProcessorMetrics;
 use crate::operator::{Admission, OperatorSnapshot, WindowFunction, WindowOperator};
 use crate::sink::{DeadLetterRecord, EventSink};
 use crate::source::SourceRecord;
-use crate::time::from_millis;
 use crate::watermark::WatermarkGenerator;
 use crate::window::{WindowSpec, WindowTrigger};
 
@@ -340,31 +339,48 @@ where
                 let mut rows: Vec<(R, bool)> = Vec::new();
                 while let Some(msg) = rx.recv().await {
                     match msg {
-                        ToWorker::Advance(wm) => op.advance_to(wm, &mut collect_rows(&*plan, &func, &mut rows)),
+                        ToWorker::Advance(wm) => {
+                            op.advance_to(wm, &mut collect_rows(&*plan, &func, &mut rows))
+                        }
                         ToWorker::Barrier { stop } => {
                             let _ = out.send((worker, Outcome::State(worker, encode_state(&op))));
                             if stop {
                                 return;
                             }
                         }
-                        ToWorker::Event { event, envelope, partition_watermark, raw, position } => {
-                            let fed = plan.feed(&mut op, partition_watermark, &event, envelope, &mut collect_rows(&*plan, &func, &mut rows));
+                        ToWorker::Event {
+                            event,
+                            envelope,
+                            partition_watermark,
+                            raw,
+                            position,
+                        } => {
+                            let fed = plan.feed(
+                                &mut op,
+                                partition_watermark,
+                                &event,
+                                envelope,
+                                &mut collect_rows(&*plan, &func, &mut rows),
+                            );
                             let outcome = match fed {
                                 Ok(Fed::Offered(_, Admission::Accepted)) => Outcome::Accepted,
                                 Ok(Fed::Filtered(_)) => Outcome::Filtered,
-                                Ok(Fed::Offered(ts, Admission::Late)) => Outcome::Late(DeadLetterRecord {
-                                    kind: "late".into(),
-                                    reason: format!(
-                                        "late: event time {} is more than the allowed lateness ({lateness_ms} ms) behind the watermark {} for every window it belongs to",
-                                        from_millis(ts).to_rfc3339(),
-                                        from_millis(partition_watermark.max(op.watermark())).to_rfc3339(),
-                                    ),
-                                    source: source_name.clone(),
+                                Ok(Fed::Offered(ts, Admission::Late)) => {
+                                    Outcome::Late(late_record(
+                                        ts,
+                                        partition_watermark.max(op.watermark()),
+                                        lateness_ms,
+                                        &source_name,
+                                        position,
+                                        payload_text(&event, raw.as_deref()),
+                                    ))
+                                }
+                                Err(err) => Outcome::Bad(dead_letter(
+                                    &err,
+                                    &source_name,
                                     position,
-                                    payload: payload_text(&event, raw.as_deref()),
-                                    timestamp: Utc::now(),
-                                }),
-                                Err(err) => Outcome::Bad(dead_letter(&err, &source_name, position, payload_text(&event, raw.as_deref()))),
+                                    payload_text(&event, raw.as_deref()),
+                                )),
                             };
                             let _ = out.send((worker, outcome));
                         }
@@ -425,11 +441,7 @@ where
                         summary.events_late += 1;
                         metrics.record_late_event();
                         if !drop_late {
-                            let sink = match &late_sink {
-                                Some(s) => Arc::clone(s),
-                                None => error_handler.dead_letter_sink(),
-                            };
-                            error_handler.retry(|| sink.send(rec.clone())).await?;
+                            send_late(late_sink.as_ref(), &mut error_handler, rec).await?;
                         }
                     }
                     Outcome::Bad(rec) => {

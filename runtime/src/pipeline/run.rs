@@ -339,24 +339,15 @@ where
                     summary.events_late += 1;
                     metrics.record_late_event();
                     if !drop_late {
-                        let reason = format!(
-                            "late: event time {} is more than the allowed lateness ({lateness_ms} ms) behind the watermark {} for every window it belongs to",
-                            from_millis(event_time).to_rfc3339(),
-                            from_millis(partition_wm.max(op.watermark())).to_rfc3339(),
+                        let rec = late_record(
+                            event_time,
+                            partition_wm.max(op.watermark()),
+                            lateness_ms,
+                            &source_name,
+                            position(),
+                            payload_text(&event, raw.as_deref()),
                         );
-                        let rec = DeadLetterRecord {
-                            kind: "late".into(),
-                            reason,
-                            source: source_name.clone(),
-                            position: position(),
-                            payload: payload_text(&event, raw.as_deref()),
-                            timestamp: Utc::now(),
-                        };
-                        let sink = match &late_sink {
-                            Some(s) => Arc::clone(s),
-                            None => error_handler.dead_letter_sink(),
-                        };
-                        error_handler.retry(|| sink.send(rec.clone())).await?;
+                        send_late(late_sink.as_ref(), &mut error_handler, rec).await?;
                     }
                 }
             }
@@ -561,6 +552,42 @@ pub(super) fn decode<T: DeserializeOwned>(
             ))
         }
     }
+}
+
+/// The side-output record of an event late for every window it belongs to.
+pub(super) fn late_record(
+    event_time: i64,
+    watermark: i64,
+    lateness_ms: i64,
+    source: &str,
+    position: String,
+    payload: String,
+) -> DeadLetterRecord {
+    DeadLetterRecord {
+        kind: "late".into(),
+        reason: format!(
+            "late: event time {} is more than the allowed lateness ({lateness_ms} ms) behind the watermark {} for every window it belongs to",
+            from_millis(event_time).to_rfc3339(),
+            from_millis(watermark).to_rfc3339(),
+        ),
+        source: source.to_owned(),
+        position,
+        payload,
+        timestamp: Utc::now(),
+    }
+}
+
+/// Sends a late event to the late side output, or to the dead-letter sink without one.
+pub(super) async fn send_late(
+    late_sink: Option<&Arc<dyn EventSink<DeadLetterRecord>>>,
+    handler: &mut crate::error::ErrorHandler,
+    rec: DeadLetterRecord,
+) -> ProcessorResult<()> {
+    let sink = match late_sink {
+        Some(s) => Arc::clone(s),
+        None => handler.dead_letter_sink(),
+    };
+    handler.retry(|| sink.send(rec.clone())).await
 }
 
 pub(super) fn payload_text<T: Serialize>(event: &T, raw: Option<&[u8]>) -> String {
