@@ -61,8 +61,10 @@ impl EventSink<LatencyRow> for StopAfter {
     }
 }
 
-#[tokio::test]
-async fn a_generated_pipeline_stops_at_a_checkpoint_and_resumes_on_rocksdb() {
+/// Runs `Latency` once uninterrupted; then on RocksDB with `first` workers, stopped at a
+/// checkpoint after 20 rows, and resumed with `second` workers: the rows of the two runs
+/// together are those of the uninterrupted one.
+async fn stop_and_resume(first: usize, second: usize) {
     let all = CollectorSink::new();
     Latency::pipeline()
         .with_memory_source(events())
@@ -72,48 +74,56 @@ async fn a_generated_pipeline_stops_at_a_checkpoint_and_resumes_on_rocksdb() {
         .run()
         .await
         .unwrap();
-    let expected = lines(&all.items());
 
     let dir = tempfile::tempdir().unwrap();
-    let backend = || -> Arc<dyn StateBackend> {
-        Arc::new(RocksDBStateBackend::new(dir.path().join("state"), dir.path().join("cp")).unwrap())
-    };
+    let backend: Arc<dyn StateBackend> = Arc::new(
+        RocksDBStateBackend::new(dir.path().join("state"), dir.path().join("cp")).unwrap(),
+    );
     let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    let first = StopAfter {
+    let stopping = StopAfter {
         rows: CollectorSink::new(),
         after: 20,
         stop: stop.clone(),
     };
-    let wait = stop.clone();
-    let b1 = backend();
     let s1 = Latency::pipeline()
         .with_memory_source(events())
-        .with_state_backend(b1.clone())
-        .with_sink(first.clone())
-        .with_shutdown_signal(async move { wait.notified().await })
+        .with_parallelism(first)
+        .with_state_backend(backend.clone())
+        .with_sink(stopping.clone())
+        .with_shutdown_signal(async move { stop.notified().await })
         .build()
         .unwrap()
         .run()
         .await
         .unwrap();
     assert!(s1.events_in < 20_000, "stopped mid-way: {s1:?}");
-    assert_eq!(b1.list_checkpoints().await.unwrap().len(), 1);
-    drop(b1);
+    assert_eq!(backend.list_checkpoints().await.unwrap().len(), 1);
 
-    let second = CollectorSink::new();
+    let resumed = CollectorSink::new();
     let s2 = Latency::pipeline()
         .with_memory_source(events())
-        .with_state_backend(backend())
-        .with_sink(second.clone())
+        .with_parallelism(second)
+        .with_state_backend(backend)
+        .with_sink(resumed.clone())
         .build()
         .unwrap()
         .run()
         .await
         .unwrap();
     assert_eq!(s2.events_in, 20_000, "counts continue: {s2:?}");
-    let mut got = first.rows.items();
-    got.extend(second.items());
-    assert_eq!(lines(&got), expected);
+    let mut got = stopping.rows.items();
+    got.extend(resumed.items());
+    assert_eq!(lines(&got), lines(&all.items()));
+}
+
+#[tokio::test]
+async fn a_generated_pipeline_stops_at_a_checkpoint_and_resumes_on_rocksdb() {
+    stop_and_resume(1, 1).await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_two_workers_resumes_on_one() {
+    stop_and_resume(2, 1).await;
 }
 
 /// Counts what the operator spills through a RocksDB backend.
@@ -273,52 +283,4 @@ async fn a_checkpoint_of_another_pipeline_is_refused() {
         e.contains("was written by another pipeline") && e.contains("remove the checkpoint"),
         "{e}"
     );
-}
-
-#[tokio::test]
-async fn a_checkpoint_of_two_workers_resumes_on_one() {
-    let all = CollectorSink::new();
-    Latency::pipeline()
-        .with_memory_source(events())
-        .with_sink(all.clone())
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let backend =
-        Arc::new(RocksDBStateBackend::new(dir.path().join("s"), dir.path().join("c")).unwrap());
-    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    let first = StopAfter {
-        rows: CollectorSink::new(),
-        after: 20,
-        stop: stop.clone(),
-    };
-    let s1 = Latency::pipeline()
-        .with_memory_source(events())
-        .with_parallelism(2)
-        .with_state_backend(backend.clone())
-        .with_sink(first.clone())
-        .with_shutdown_signal(async move { stop.notified().await })
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
-    assert!(s1.events_in < 20_000, "stopped mid-way: {s1:?}");
-    let second = CollectorSink::new();
-    Latency::pipeline()
-        .with_memory_source(events())
-        .with_state_backend(backend)
-        .with_sink(second.clone())
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
-    let mut got = first.rows.items();
-    got.extend(second.items());
-    assert_eq!(lines(&got), lines(&all.items()));
 }
