@@ -28,7 +28,7 @@ fn feedback(secs: i64, model: &str, latency: f64) -> FeedbackEvent {
 }
 
 #[tokio::test]
-async fn quick_start_with_kafka_is_rejected_until_the_connector_lands() {
+async fn quick_start_with_kafka_builds() {
     let result = create_pipeline::<FeedbackEvent>()
         .with_kafka_source(KafkaConfig {
             bootstrap_servers: "localhost:9092".to_string(),
@@ -41,10 +41,9 @@ async fn quick_start_with_kafka_is_rejected_until_the_connector_lands() {
         .with_state_backend(Arc::new(MemoryStateBackend::new()))
         .with_sink(ConsoleSink::new())
         .build();
-    match result {
-        Err(ProcessorError::Kafka(e)) => assert!(e.contains("feedback-events"), "{e}"),
-        other => panic!("expected a Kafka error, got {other:?}"),
-    }
+    // Building connects to nothing; `run()` subscribes (tests/kafka_*.rs run it against
+    // a real broker).
+    assert!(result.is_ok(), "{:?}", result.err());
 }
 
 #[test]
@@ -184,7 +183,7 @@ async fn state_management() -> ProcessorResult<()> {
 }
 
 #[test]
-fn kafka_sink_types_exist_and_are_refused_at_build() {
+fn kafka_sink_builds_as_in_the_reference() {
     let producer_config = KafkaProducerConfig {
         bootstrap_servers: "localhost:9092".to_string(),
         result_topic: "aggregated-metrics".to_string(),
@@ -193,13 +192,12 @@ fn kafka_sink_types_exist_and_are_refused_at_build() {
         retries: 3,
     };
     let sink = KafkaAggregationSink::new(producer_config);
-    let err = create_pipeline::<FeedbackEvent>()
+    let pipeline = create_pipeline::<FeedbackEvent>()
         .with_memory_source(vec![])
         .with_tumbling_window(Duration::from_secs(60))
         .with_sink(sink)
-        .build()
-        .unwrap_err();
-    assert!(matches!(err, ProcessorError::Kafka(_)), "{err}");
+        .build();
+    assert!(pipeline.is_ok(), "{:?}", pipeline.err());
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,14 +249,22 @@ async fn custom_event_processing_and_builder_pattern() -> ProcessorResult<()> {
 
 #[test]
 fn error_types_match_as_in_the_reference() {
-    let results: Vec<ProcessorResult<u32>> = vec![
+    #[allow(unused_mut)]
+    let mut results: Vec<ProcessorResult<u32>> = vec![
         Ok(1),
         Err(ProcessorError::WindowAssignment("w".into())),
         Err(ProcessorError::Aggregation("a".into())),
         Err(ProcessorError::State("s".into())),
-        Err(ProcessorError::Kafka("k".into())),
         Err(ProcessorError::Internal("i".into())),
     ];
+    #[cfg(feature = "kafka")]
+    results.insert(
+        4,
+        Err(ProcessorError::Kafka(KafkaFailure {
+            context: "k".into(),
+            source: Box::new(KafkaClientError::Canceled),
+        })),
+    );
     let mut seen = Vec::new();
     for result in results {
         match result {

@@ -29,9 +29,9 @@ pub enum ProcessorError {
     /// The state backend failed or holds state this pipeline cannot read.
     #[error("state error: {0}")]
     State(String),
-    /// The Kafka client reported an error.
+    /// The Kafka client (librdkafka through `rdkafka`) reported an error.
     #[error("kafka error: {0}")]
-    Kafka(String),
+    Kafka(#[from] KafkaFailure),
     /// A record could not be decoded.
     #[error("cannot decode record: {0}")]
     Deserialization(String),
@@ -64,6 +64,27 @@ pub enum ProcessorError {
     /// Any other failure, with its description.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// rdkafka's error type (an empty enum in a build without the `kafka` feature).
+#[cfg(feature = "kafka")]
+pub use rdkafka::error::KafkaError as KafkaClientError;
+
+/// rdkafka's error type (an empty enum in a build without the `kafka` feature).
+#[cfg(not(feature = "kafka"))]
+#[derive(Debug, thiserror::Error)]
+#[error("no Kafka client in this build")]
+pub enum KafkaClientError {}
+
+/// What the Kafka client failed to do, and rdkafka's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct KafkaFailure {
+    /// What was being done (`producing to topic x`, `subscribing to [..]`).
+    pub context: String,
+    /// rdkafka's error (boxed: it is large, and errors travel in every `Result`).
+    #[source]
+    pub source: Box<KafkaClientError>,
 }
 
 impl ProcessorError {
@@ -292,7 +313,12 @@ mod tests {
         let r: ProcessorResult<()> = h
             .retry(|| {
                 calls += 1;
-                async { Err(ProcessorError::Kafka("broker down".into())) }
+                async {
+                    Err(ProcessorError::io(
+                        "broker",
+                        std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+                    ))
+                }
             })
             .await;
         assert!(r.is_err());

@@ -41,6 +41,8 @@ pub mod config;
 pub mod dsl;
 pub mod error;
 pub mod event;
+#[cfg(feature = "kafka")]
+mod kafka;
 pub mod metrics;
 pub mod metrics_server;
 pub mod operator;

@@ -169,6 +169,7 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
                 (Some(path), _) => b.with_file_source(path),
                 (None, "file") => b.with_file_source(&p.source.path),
                 (None, "stdin") => b.with_stdin_source(),
+                (None, "kafka") => b.with_kafka_source(p.kafka.consumer.clone()),
                 _ => b.with_source(FileSource::from_static("sample", SAMPLE)),
             };
             let json = match format {
@@ -179,6 +180,7 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
             b = match (&output, p.output.kind.as_str()) {
                 (Some(path), _) => b.with_sink(FileSink::new(path)),
                 (None, "file") => b.with_sink(FileSink::new(&p.output.path)),
+                (None, "kafka") => b.with_sink(KafkaAggregationSink::new(p.kafka.producer.clone())),
                 _ if json => b.with_sink(ConsoleSink::json()),
                 _ => b.with_sink(ConsoleSink::new()),
             };

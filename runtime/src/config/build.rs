@@ -31,6 +31,18 @@ pub fn state_backend(config: &Config) -> ProcessorResult<Arc<dyn StateBackend>> 
     ))
 }
 
+/// A dead-letter queue named `topic`: a Kafka topic when the pipeline reads from or
+/// writes to Kafka (with the `kafka.producer` settings), else a file.
+fn queue(config: &Config, topic: &str, kafka: bool) -> ProcessorResult<DeadLetterSink> {
+    let q = DeadLetterSink::new(topic);
+    #[cfg(feature = "kafka")]
+    if kafka {
+        return q.with_kafka(&config.processor.kafka.producer);
+    }
+    let _ = (config, kafka);
+    Ok(q)
+}
+
 /// The pipeline a config describes, without source and sinks (the caller adds them:
 /// they depend on command-line flags too).
 pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<FeedbackEvent>> {
@@ -56,6 +68,9 @@ pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<
         _ => ErrorPolicy::DeadLetter,
     };
     let keys: Vec<&str> = p.keys.iter().map(String::as_str).collect();
+    let kafka = p.source.kind == "kafka" || p.output.kind == "kafka";
+    let dead_letters = queue(config, &eh.dead_letter_topic, kafka)?;
+    let late_events = queue(config, "late-events", kafka)?;
     let mut b = create_pipeline::<FeedbackEvent>()
         .with_name("processor")
         .with_buffer_size(p.buffer_size)
@@ -63,9 +78,7 @@ pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<
         .with_key_fields(&keys)
         .with_value_field(p.measure.clone())
         .with_aggregations(spec)
-        .with_error_handler(
-            ErrorHandler::new(policy).with_sink(DeadLetterSink::new(eh.dead_letter_topic.clone())),
-        );
+        .with_error_handler(ErrorHandler::new(policy).with_sink(dead_letters));
     b = if p.watermark.emit_interval_secs > 0 {
         b.with_watermark_generator(PeriodicWatermarkGenerator::new(
             secs(p.watermark.emit_interval_secs),
@@ -101,6 +114,6 @@ pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<
         b = b.with_spill_threshold(p.state.max_in_memory_windows);
     }
     Ok(b.with_late_event_handler(
-        LateEventHandler::new(secs(lateness)).with_side_output(DeadLetterSink::new("late-events")),
+        LateEventHandler::new(secs(lateness)).with_side_output(late_events),
     ))
 }

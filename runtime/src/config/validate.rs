@@ -176,7 +176,7 @@ pub fn validate(config: &Config) -> ProcessorResult<()> {
     one_of(
         "processor.output.kind",
         &p.output.kind,
-        &["console", "file"],
+        &["console", "file", "kafka"],
     )?;
     one_of(
         "processor.output.format",
@@ -249,12 +249,19 @@ pub fn check_runnable(config: &Config) -> ProcessorResult<()> {
             "build with the `rocksdb` cargo feature (on by default) or use `memory` (PROCESSOR_STATE__BACKEND=memory)",
         );
     }
-    if p.source.kind == "kafka" {
-        return missing(
-            "processor.source.kind",
-            "`kafka`".into(),
-            "use `sample`, `file` or `stdin`",
-        );
+    if !cfg!(feature = "kafka") {
+        for (key, kind) in [
+            ("processor.source.kind", &p.source.kind),
+            ("processor.output.kind", &p.output.kind),
+        ] {
+            if kind == "kafka" {
+                return missing(
+                    key,
+                    "`kafka`".into(),
+                    "build with the `kafka` cargo feature (on by default), or use a file",
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -26,6 +26,29 @@ pub(super) enum SourceChoice<T> {
     Kafka(KafkaConfig),
 }
 
+/// What a Kafka source needs that this build and declaration provide.
+fn check_kafka(c: &KafkaConfig, parallelism: usize, spill: Option<usize>) -> ProcessorResult<()> {
+    let invalid = |m: String| Err(ProcessorError::InvalidPipeline(m));
+    if !cfg!(feature = "kafka") {
+        return invalid(format!(
+            "cannot read topics {:?} from {}: this build has no Kafka connector; build with the cargo feature `kafka` (on by default)",
+            c.topics, c.bootstrap_servers
+        ));
+    }
+    if c.topics.is_empty() {
+        return invalid("the Kafka source has no topics: set KafkaConfig.topics".into());
+    }
+    if parallelism > 1 {
+        return invalid(format!(
+            "with_parallelism({parallelism}) with a Kafka source: run more instances with the same group_id instead; the group spreads the partitions over them"
+        ));
+    }
+    if spill.is_some() {
+        return invalid("with_spill_threshold is not available with a Kafka source yet (each partition keeps its state in memory between checkpoints); remove it".into());
+    }
+    Ok(())
+}
+
 /// Starts a dynamic pipeline over events of type `T` (any `Serialize + Deserialize` type;
 /// the built-in [`FeedbackEvent`](crate::FeedbackEvent) needs no further setup).
 ///
@@ -132,7 +155,14 @@ where
         self
     }
 
-    /// Reads from Kafka.
+    /// Reads from Kafka: subscribes `config.topics` in the consumer group
+    /// `config.group_id`. Each assigned partition keeps its own window state; with a state
+    /// backend that writes checkpoint files ([`RocksDBStateBackend`](crate::RocksDBStateBackend),
+    /// [`MemoryStateBackend::persistent`](crate::MemoryStateBackend::persistent)) each
+    /// partition is checkpointed under `<checkpoint dir>/kafka/<group>/<pipeline>/` and its
+    /// offset committed only after that, so a restart or a rebalance resumes exactly there.
+    /// Run more instances with the same `group_id` to scale out (parallelism stays 1 per
+    /// instance). See the README's "Kafka" section.
     pub fn with_kafka_source(mut self, config: KafkaConfig) -> Self {
         self.source = Some(SourceChoice::Kafka(config));
         self
@@ -320,12 +350,10 @@ where
         let source = match self.source.take() {
             None => return invalid("no source: add .with_file_source(path), .with_memory_source(events) or .with_kafka_source(config)"),
             Some(SourceChoice::Kafka(c)) => {
-                return Err(ProcessorError::Kafka(format!(
-                    "cannot read topics {:?} from {}: the Kafka connector is not available in this build; use .with_file_source(path) or .with_stdin_source()",
-                    c.topics, c.bootstrap_servers
-                )))
+                check_kafka(&c, self.parallelism, self.spill_threshold)?;
+                SourceChoice::Kafka(c)
             }
-            Some(SourceChoice::Source(s)) => s,
+            Some(s) => s,
         };
         let Some(window) = self.window else {
             return invalid("no window: add .with_tumbling_window(size), .with_sliding_window(size, slide) or .with_session_window(gap)");
@@ -499,7 +527,7 @@ where
 /// A checked pipeline, ready to [`run`](Pipeline::run).
 pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) name: String,
-    pub(super) source: Box<dyn EventSource<T>>,
+    pub(super) source: SourceChoice<T>,
     pub(super) watermark: Box<dyn WatermarkGenerator>,
     pub(super) window: WindowSpec,
     pub(super) lateness_ms: i64,

@@ -4,6 +4,8 @@
 mod builder;
 mod checkpoint;
 mod extract;
+#[cfg(feature = "kafka")]
+mod kafka_run;
 mod parallel;
 mod plan;
 mod run;

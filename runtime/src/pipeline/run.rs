@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use super::builder::Pipeline;
+use super::builder::{Pipeline, SourceChoice};
 use super::checkpoint::{Checkpointer, Meta};
 use super::parallel::{run_parallel, Parallel};
 use super::plan::{Envelope, Fed, Plan};
@@ -111,9 +111,13 @@ where
     /// resumes (see [`checkpoint`](super::checkpoint)).
     #[tracing::instrument(skip_all, fields(pipeline = %self.name))]
     pub async fn run(self) -> ProcessorResult<RunSummary> {
+        #[cfg(feature = "kafka")]
+        if matches!(self.source, SourceChoice::Kafka(_)) {
+            return self.run_kafka().await;
+        }
         let Pipeline {
             name,
-            mut source,
+            source,
             mut watermark,
             window,
             lateness_ms,
@@ -130,6 +134,15 @@ where
             shutdown,
             parallelism,
         } = self;
+        let mut source = match source {
+            SourceChoice::Source(s) => s,
+            SourceChoice::Kafka(_) => {
+                return Err(ProcessorError::InvalidPipeline(
+                    "this build has no Kafka connector; build with the cargo feature `kafka`"
+                        .into(),
+                ))
+            }
+        };
         let mut shutdown: Shutdown = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
         let source_name = source.describe();
         let started = Instant::now();

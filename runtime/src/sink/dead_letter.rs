@@ -23,9 +23,12 @@ pub struct DeadLetterRecord {
     pub timestamp: DateTime<Utc>,
 }
 
-/// A dead-letter queue. Until Kafka is connected it is file-backed: records go as JSON
-/// lines to `<dir>/<topic>.jsonl`, where `<dir>` is `$PROCESSOR_DEAD_LETTER_DIR` or
-/// `dead-letter` (the file is created with the first record).
+/// A dead-letter queue. By default file-backed: records go as JSON lines to
+/// `<dir>/<topic>.jsonl`, where `<dir>` is `$PROCESSOR_DEAD_LETTER_DIR` or `dead-letter`
+/// (the file is created with the first record). With [`with_kafka`](Self::with_kafka)
+/// they are produced to the Kafka topic `topic` instead: the original payload as the
+/// value, and headers `dlq.kind`, `dlq.reason`, `dlq.source`, `dlq.position`,
+/// `dlq.timestamp`.
 ///
 /// ```
 /// use llm_optimizer_processor::*;
@@ -37,6 +40,8 @@ pub struct DeadLetterRecord {
 pub struct DeadLetterSink {
     topic: String,
     file: FileSink<DeadLetterRecord>,
+    #[cfg(feature = "kafka")]
+    kafka: Option<crate::kafka::RecordProducer>,
 }
 
 impl DeadLetterSink {
@@ -49,6 +54,8 @@ impl DeadLetterSink {
         DeadLetterSink {
             file: FileSink::new(dir.join(format!("{topic}.jsonl"))),
             topic,
+            #[cfg(feature = "kafka")]
+            kafka: None,
         }
     }
 
@@ -56,8 +63,18 @@ impl DeadLetterSink {
     pub fn with_dir(self, dir: impl AsRef<Path>) -> Self {
         DeadLetterSink {
             file: FileSink::new(dir.as_ref().join(format!("{}.jsonl", self.topic))),
-            topic: self.topic,
+            ..self
         }
+    }
+
+    /// Produces the records to the Kafka topic named like this queue, with the brokers,
+    /// compression, acks and retries of `config` (its `result_topic` is not used).
+    #[cfg(feature = "kafka")]
+    pub fn with_kafka(self, config: &super::KafkaProducerConfig) -> ProcessorResult<Self> {
+        Ok(DeadLetterSink {
+            kafka: Some(crate::kafka::RecordProducer::new(config, &self.topic)?),
+            ..self
+        })
     }
 
     /// The topic name.
@@ -75,9 +92,24 @@ impl DeadLetterSink {
 impl EventSink<DeadLetterRecord> for DeadLetterSink {
     async fn send(&self, record: DeadLetterRecord) -> ProcessorResult<()> {
         tracing::debug!(kind = %record.kind, reason = %record.reason, "dead letter");
+        #[cfg(feature = "kafka")]
+        if let Some(k) = &self.kafka {
+            let headers = vec![
+                ("dlq.kind", record.kind.into_bytes()),
+                ("dlq.reason", record.reason.into_bytes()),
+                ("dlq.source", record.source.into_bytes()),
+                ("dlq.position", record.position.into_bytes()),
+                ("dlq.timestamp", record.timestamp.to_rfc3339().into_bytes()),
+            ];
+            return k.send(None, record.payload.into_bytes(), headers).await;
+        }
         self.file.send(record).await
     }
     async fn flush(&self) -> ProcessorResult<()> {
+        #[cfg(feature = "kafka")]
+        if let Some(k) = &self.kafka {
+            return k.flush().await;
+        }
         EventSink::<DeadLetterRecord>::flush(&self.file).await
     }
     fn name(&self) -> &str {

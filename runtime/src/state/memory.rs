@@ -1,9 +1,9 @@
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use super::sealed_file::{read_sealed, write_sealed};
 use super::StateBackend;
 use crate::error::{ProcessorError, ProcessorResult};
 
@@ -67,52 +67,21 @@ fn list_files(dir: &Path) -> ProcessorResult<Vec<u64>> {
 }
 
 fn write_file(dir: &Path, id: u64, map: &Map) -> ProcessorResult<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let body =
         postcard::to_allocvec(map).map_err(|e| ProcessorError::Serialization(e.to_string()))?;
-    let mut bytes = Vec::with_capacity(body.len() + 28);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&id.to_le_bytes());
-    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    bytes.extend_from_slice(&body);
-    let tmp = dir.join(format!("{}.tmp", file_name(id)));
-    let done = dir.join(file_name(id));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(&bytes).map_err(|e| io_err(&tmp, e))?;
-    f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, &done).map_err(|e| io_err(&done, e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, e))
+    write_sealed(&dir.join(file_name(id)), MAGIC, id, &body)
 }
 
 fn read_file(dir: &Path, id: u64) -> ProcessorResult<Map> {
     let path = dir.join(file_name(id));
-    let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-    let corrupt = |what: &str| {
+    let body = read_sealed(&path, MAGIC, Some(id))?
+        .ok_or_else(|| io_err(&path, std::io::ErrorKind::NotFound.into()))?;
+    postcard::from_bytes(&body).map_err(|e| {
         ProcessorError::State(format!(
-            "checkpoint file {} is corrupted ({what}); remove it to fall back to an earlier checkpoint",
+            "checkpoint file {} is corrupted ({e}); remove it to fall back to an earlier checkpoint",
             path.display()
         ))
-    };
-    if bytes.len() < 28 || &bytes[..8] != MAGIC {
-        return Err(corrupt("not a checkpoint file"));
-    }
-    let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-    if word(8) != id {
-        return Err(corrupt("it names another checkpoint"));
-    }
-    let len = word(16) as usize;
-    let crc = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
-    let body = &bytes[28..];
-    if body.len() != len {
-        return Err(corrupt("truncated"));
-    }
-    if crc32fast::hash(body) != crc {
-        return Err(corrupt("checksum mismatch"));
-    }
-    postcard::from_bytes(body).map_err(|e| corrupt(&e.to_string()))
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,6 +181,9 @@ impl StateBackend for MemoryStateBackend {
         };
         *lock(&self.data) = snapshot;
         Ok(())
+    }
+    fn checkpoint_root(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
     async fn list_checkpoints(&self) -> ProcessorResult<Vec<u64>> {
         let mut ids: Vec<u64> = lock(&self.checkpoints).keys().copied().collect();

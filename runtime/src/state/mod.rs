@@ -7,6 +7,7 @@ mod manager;
 mod memory;
 #[cfg(feature = "rocksdb")]
 mod rocksdb;
+pub(crate) mod sealed_file;
 
 #[cfg(feature = "rocksdb")]
 pub use self::rocksdb::RocksDBStateBackend;
@@ -51,6 +52,11 @@ pub trait StateBackend: Send + Sync {
     /// Where an operator may spill accumulators past its memory bound (RocksDB can; the
     /// memory backend cannot, since spilling there would not save memory).
     fn spill_store(&self) -> Option<std::sync::Arc<dyn crate::operator::SpillStore>> {
+        None
+    }
+    /// The directory its checkpoints are written to, if it writes any to files. A Kafka
+    /// pipeline keeps its per-partition checkpoints under `<dir>/kafka/`.
+    fn checkpoint_root(&self) -> Option<&std::path::Path> {
         None
     }
 }

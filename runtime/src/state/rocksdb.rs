@@ -294,6 +294,9 @@ impl StateBackend for RocksDBStateBackend {
         Ok(())
     }
 
+    fn checkpoint_root(&self) -> Option<&std::path::Path> {
+        Some(&self.checkpoint_path)
+    }
     fn spill_store(&self) -> Option<Arc<dyn crate::operator::SpillStore>> {
         Some(Arc::new(RocksSpill {
             db: Arc::clone(&self.db),

@@ -77,6 +77,16 @@ impl BoundedOutOfOrdernessWatermark {
             .min()
     }
 
+    /// A partition joined (a Kafka partition assigned to this instance): the combined
+    /// watermark is again the minimum over the partitions now held, even if that is
+    /// behind what was emitted before, so that the joining partition's windows fire
+    /// when it catches up.
+    fn rebase(&mut self) {
+        if let Some(c) = self.combined() {
+            self.emitted = self.emitted.min(c);
+        }
+    }
+
     fn advance(&mut self) -> Option<i64> {
         match self.combined() {
             Some(c) if c > self.emitted => {
@@ -125,6 +135,13 @@ impl WatermarkGenerator for BoundedOutOfOrdernessWatermark {
 
     fn register_partition(&mut self, partition: u32, now: Instant) {
         self.slot(partition, now);
+        self.rebase();
+    }
+
+    fn unregister_partition(&mut self, partition: u32) {
+        if let Some(p) = self.partitions.get_mut(partition as usize) {
+            *p = None;
+        }
     }
 
     fn snapshot(&self) -> Vec<(u32, i64)> {
@@ -141,6 +158,7 @@ impl WatermarkGenerator for BoundedOutOfOrdernessWatermark {
             p.max_event_time = max;
             p.seen = max != i64::MIN;
         }
+        self.rebase();
         self.advance();
     }
 }
@@ -160,6 +178,20 @@ mod tests {
         assert_eq!(g.on_event(0, 200, now), None);
         assert_eq!(g.on_event(1, 150, now), Some(140));
         assert_eq!(g.partition_watermark(0), 190);
+    }
+
+    #[test]
+    fn a_partition_joining_behind_holds_the_watermark_back_until_it_catches_up() {
+        let mut wm = BoundedOutOfOrdernessWatermark::new(Duration::ZERO);
+        let now = Instant::now();
+        assert_eq!(wm.on_event(0, 100_000, now), Some(100_000));
+        // A Kafka partition assigned with its checkpoint, behind partition 0.
+        wm.restore(&[(1, 40_000)], now);
+        assert_eq!(wm.on_event(0, 110_000, now), None);
+        // Its windows fire as it catches up, though 100 s was emitted before it joined.
+        assert_eq!(wm.on_event(1, 90_000, now), Some(90_000));
+        wm.unregister_partition(1);
+        assert_eq!(wm.on_tick(now), Some(110_000));
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub trait WatermarkGenerator: Send {
     /// Makes a partition known before its first event, so that it holds the combined
     /// watermark back until it sends something or goes idle.
     fn register_partition(&mut self, partition: u32, now: Instant);
+    /// Forgets a partition (a Kafka partition revoked from this instance): it no longer
+    /// holds the combined watermark back. The default keeps it.
+    fn unregister_partition(&mut self, partition: u32) {
+        let _ = partition;
+    }
     /// The last combined watermark emitted.
     fn current_watermark(&self) -> Watermark {
         Watermark::from_millis(self.emitted_millis())
@@ -89,6 +94,9 @@ impl<G: WatermarkGenerator + ?Sized> WatermarkGenerator for Box<G> {
     }
     fn register_partition(&mut self, partition: u32, now: Instant) {
         (**self).register_partition(partition, now)
+    }
+    fn unregister_partition(&mut self, partition: u32) {
+        (**self).unregister_partition(partition)
     }
     fn snapshot(&self) -> Vec<(u32, i64)> {
         (**self).snapshot()

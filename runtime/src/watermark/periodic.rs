@@ -88,6 +88,9 @@ impl WatermarkGenerator for PeriodicWatermarkGenerator {
     fn register_partition(&mut self, partition: u32, now: Instant) {
         self.inner.register_partition(partition, now)
     }
+    fn unregister_partition(&mut self, partition: u32) {
+        self.inner.unregister_partition(partition)
+    }
     fn snapshot(&self) -> Vec<(u32, i64)> {
         self.inner.snapshot()
     }

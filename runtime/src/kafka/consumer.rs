@@ -1,0 +1,311 @@
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use super::{kafka_error, PartitionCheckpoint, PartitionStore, TOPIC_STRIDE};
+use crate::error::{ProcessorError, ProcessorResult};
+use crate::source::KafkaConfig;
+
+/// A partition given to this instance, with its checkpoint if one was found.
+#[derive(Debug)]
+pub(crate) struct PartitionAssigned {
+    /// Partition id inside the pipeline.
+    pub id: u32,
+    /// The topic.
+    pub topic: String,
+    /// Kafka's partition number.
+    pub partition: i32,
+    /// Its checkpoint; the consumer already resumes after `checkpoint.offset`.
+    pub checkpoint: Option<PartitionCheckpoint>,
+}
+
+/// What the consumer thread hands to the run loop, in order.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// One record.
+    Record {
+        /// Partition id inside the pipeline.
+        id: u32,
+        /// Kafka offset.
+        offset: i64,
+        /// The value (`None` for a tombstone).
+        payload: Option<Vec<u8>>,
+    },
+    /// Partitions assigned (their records follow).
+    Assigned(Vec<PartitionAssigned>),
+    /// Partitions being revoked: the run loop checkpoints them, drops their state and
+    /// answers with the next offset to commit for each (none of their records follow).
+    Revoked(Vec<u32>, std_mpsc::SyncSender<Vec<(u32, i64)>>),
+    /// The consumer cannot go on.
+    Failed(ProcessorError),
+}
+
+enum Command {
+    Commit(Vec<(u32, i64)>),
+    Stop,
+}
+
+/// The consumer thread, seen from the run loop.
+#[derive(Debug)]
+pub(crate) struct ConsumerHandle {
+    commands: std_mpsc::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ConsumerHandle {
+    /// Commits these next offsets to the group (after the checkpoint holding them is durable).
+    pub fn commit(&self, offsets: Vec<(u32, i64)>) {
+        if !offsets.is_empty() {
+            let _ = self.commands.send(Command::Commit(offsets));
+        }
+    }
+
+    /// Commits what was asked, leaves the group and ends the thread.
+    pub async fn stop(mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+impl Drop for ConsumerHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+    }
+}
+
+struct Context {
+    topics: Vec<String>,
+    store: Option<PartitionStore>,
+    pipeline: String,
+    tx: mpsc::Sender<Delivery>,
+    closing: AtomicBool,
+}
+
+impl Context {
+    fn id(&self, topic: &str, partition: i32) -> Option<u32> {
+        let t = self.topics.iter().position(|x| x == topic)? as u32;
+        Some(t * TOPIC_STRIDE + partition as u32)
+    }
+
+    fn tpl(&self, offsets: &[(u32, i64)]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for &(id, next) in offsets {
+            let topic = &self.topics[(id / TOPIC_STRIDE) as usize];
+            let _ =
+                tpl.add_partition_offset(topic, (id % TOPIC_STRIDE) as i32, Offset::Offset(next));
+        }
+        tpl
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList) {
+        let mut given = Vec::new();
+        let mut list = TopicPartitionList::new();
+        for e in tpl.elements() {
+            let (topic, partition) = (e.topic().to_owned(), e.partition());
+            let Some(id) = self.id(&topic, partition) else {
+                continue;
+            };
+            let checkpoint = match &self.store {
+                Some(store) => match store.load(&topic, partition, &self.pipeline) {
+                    Ok(c) => c,
+                    Err(err) => {
+                        let _ = self.tx.blocking_send(Delivery::Failed(err));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let offset = match &checkpoint {
+                Some(c) => Offset::Offset(c.offset + 1),
+                None => Offset::Stored,
+            };
+            tracing::info!(%topic, partition, ?offset, "partition assigned");
+            let _ = list.add_partition_offset(&topic, partition, offset);
+            given.push(PartitionAssigned {
+                id,
+                topic,
+                partition,
+                checkpoint,
+            });
+        }
+        if let Err(e) = consumer.assign(&list) {
+            let _ = self
+                .tx
+                .blocking_send(Delivery::Failed(kafka_error("assigning partitions")(e)));
+        }
+        let _ = self.tx.blocking_send(Delivery::Assigned(given));
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList) {
+        let ids: Vec<u32> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| self.id(e.topic(), e.partition()))
+            .collect();
+        tracing::info!(partitions = ?ids, "partitions revoked");
+        if !self.closing.load(Ordering::Acquire) {
+            let (ack, answer) = std_mpsc::sync_channel(1);
+            if self.tx.blocking_send(Delivery::Revoked(ids, ack)).is_ok() {
+                if let Ok(offsets) = answer.recv() {
+                    commit(consumer, &self.tpl(&offsets));
+                }
+            }
+        }
+        if let Err(e) = consumer.unassign() {
+            tracing::warn!(error = %e, "unassigning revoked partitions failed");
+        }
+    }
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                tracing::warn!(error = ?other, "rebalance error; dropping the assignment");
+                self.revoke(consumer, tpl);
+            }
+        }
+    }
+
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
+}
+
+fn commit(consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList) {
+    if tpl.count() == 0 {
+        return;
+    }
+    match consumer.commit(tpl, CommitMode::Sync) {
+        Ok(()) => tracing::debug!(partitions = tpl.count(), "offsets committed"),
+        // The checkpoint files hold the positions; a failed commit only delays what
+        // the group shows (lag) and is repeated with the next checkpoint.
+        Err(e) => {
+            tracing::warn!(error = %e, "committing offsets failed; retried at the next checkpoint")
+        }
+    }
+}
+
+/// The librdkafka settings of a consumer for `config`.
+fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", config.enable_auto_commit.to_string())
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", &config.auto_offset_reset)
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set("enable.partition.eof", "false");
+    c
+}
+
+/// Starts the consumer thread: subscribes `config.topics` in `config.group_id` and sends
+/// records and assignment changes to the returned receiver. Partition checkpoints are
+/// read from `store` on assignment (none without a store: then the group's committed
+/// offsets, or `auto_offset_reset`, decide where reading starts).
+pub(crate) fn start_consumer(
+    config: &KafkaConfig,
+    store: Option<PartitionStore>,
+    pipeline: String,
+    buffer: usize,
+) -> ProcessorResult<(ConsumerHandle, mpsc::Receiver<Delivery>)> {
+    let (tx, rx) = mpsc::channel(buffer);
+    let context = Context {
+        topics: config.topics.clone(),
+        store,
+        pipeline,
+        tx: tx.clone(),
+        closing: AtomicBool::new(false),
+    };
+    let consumer: BaseConsumer<Context> = client_config(config)
+        .create_with_context(context)
+        .map_err(kafka_error(format!(
+            "creating a consumer for {}",
+            config.bootstrap_servers
+        )))?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(kafka_error(format!("subscribing to {:?}", config.topics)))?;
+    let (commands, inbox) = std_mpsc::channel();
+    let batch = config.max_poll_records.max(1) as usize;
+    let thread = std::thread::Builder::new()
+        .name("kafka-consumer".into())
+        .spawn(move || poll_loop(consumer, tx, inbox, batch))
+        .map_err(|e| ProcessorError::io("starting the Kafka consumer thread", e))?;
+    Ok((
+        ConsumerHandle {
+            commands,
+            thread: Some(thread),
+        },
+        rx,
+    ))
+}
+
+fn poll_loop(
+    consumer: BaseConsumer<Context>,
+    tx: mpsc::Sender<Delivery>,
+    inbox: std_mpsc::Receiver<Command>,
+    batch: usize,
+) {
+    let mut failures = 0u32;
+    'outer: loop {
+        loop {
+            match inbox.try_recv() {
+                Ok(Command::Commit(offsets)) => {
+                    commit(&consumer, &consumer.context().tpl(&offsets))
+                }
+                Ok(Command::Stop) | Err(std_mpsc::TryRecvError::Disconnected) => break 'outer,
+                Err(std_mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        for _ in 0..batch {
+            match consumer.poll(Duration::from_millis(100)) {
+                None => break,
+                Some(Ok(m)) => {
+                    failures = 0;
+                    let Some(id) = consumer.context().id(m.topic(), m.partition()) else {
+                        continue;
+                    };
+                    let d = Delivery::Record {
+                        id,
+                        offset: m.offset(),
+                        payload: m.payload().map(<[u8]>::to_vec),
+                    };
+                    if tx.blocking_send(d).is_err() {
+                        break 'outer;
+                    }
+                }
+                Some(Err(e)) => {
+                    // librdkafka reconnects by itself; say so, and do not spin.
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(50) {
+                        tracing::warn!(error = %e, failures, "kafka consumer error; retrying");
+                    }
+                    std::thread::sleep(Duration::from_millis(100 * u64::from(failures.min(20))));
+                    break;
+                }
+            }
+        }
+    }
+    // Dropping the consumer leaves the group; the revoke that brings is not handed to the
+    // run loop, which checkpointed and asked for its last commit before stopping.
+    consumer.context().closing.store(true, Ordering::Release);
+    drop(consumer);
+}

@@ -1,0 +1,316 @@
+//! A pipeline over a real Kafka broker (`scripts/kafka-up`): events produced to a
+//! three-partition topic come out of the result topic as the same rows the same pipeline
+//! computes over the events in memory; malformed records land in the dead-letter topic
+//! with their reason and position; a stopped pipeline resumes from its checkpoint and
+//! committed offsets, reading nothing twice.
+#![cfg(feature = "kafka")]
+
+#[path = "support/kafka.rs"]
+mod kafka;
+
+use chrono::{TimeZone, Utc};
+use llm_optimizer_processor::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka::{bootstrap, committed, create_topic, produce, read_topic, unique, Read, Record};
+
+const PARTITIONS: i32 = 3;
+const MODELS: [&str; 4] = ["gpt-4o", "claude", "llama", "mistral"];
+const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
+
+/// `n` events of 8 keys over `n` × 0.6 s, each up to 3 s out of order; a key's events all
+/// go to one partition (as a producer keyed by the grouping key does).
+fn events(n: usize) -> Vec<(i32, FeedbackEvent)> {
+    (0..n)
+        .map(|i| {
+            let k = (i * 7 + i / 5) % 8;
+            let jitter = ((i * 37) % 7) as i64 * 500 - 1_500;
+            let ms = 1_767_225_600_000 + i as i64 * 600 + jitter;
+            let e = FeedbackEvent {
+                event_id: format!("ev-{i}"),
+                timestamp: Utc.timestamp_millis_opt(ms).unwrap(),
+                model: MODELS[k % 4].into(),
+                region: REGIONS[k / 4].into(),
+                latency_ms: 100.0 + ((i * 7919) % 2000) as f64,
+                ..Default::default()
+            };
+            ((k % PARTITIONS as usize) as i32, e)
+        })
+        .collect()
+}
+
+/// One event per partition two hours later: moves every partition's watermark past all
+/// the windows of `events`.
+fn sentinels() -> Vec<(i32, FeedbackEvent)> {
+    (0..PARTITIONS)
+        .map(|p| {
+            let e = FeedbackEvent {
+                event_id: format!("sentinel-{p}"),
+                timestamp: Utc.timestamp_millis_opt(1_767_240_000_000).unwrap(),
+                model: "sentinel".into(),
+                region: format!("p{p}"),
+                latency_ms: 1.0,
+                ..Default::default()
+            };
+            (p, e)
+        })
+        .collect()
+}
+
+fn records(events: &[(i32, FeedbackEvent)]) -> Vec<Record> {
+    events
+        .iter()
+        .map(|(p, e)| {
+            let key = format!("{}/{}", e.model, e.region);
+            (*p, key, serde_json::to_vec(e).unwrap())
+        })
+        .collect()
+}
+
+fn producer(result_topic: &str) -> KafkaProducerConfig {
+    KafkaProducerConfig {
+        bootstrap_servers: bootstrap(),
+        result_topic: result_topic.into(),
+        compression_type: "lz4".into(),
+        acks: "all".into(),
+        retries: 3,
+    }
+}
+
+struct Topics {
+    events: String,
+    rows: String,
+    dead: String,
+    group: String,
+}
+
+async fn topics() -> Topics {
+    let t = Topics {
+        events: unique("events"),
+        rows: unique("rows"),
+        dead: unique("dead"),
+        group: unique("group"),
+    };
+    create_topic(&t.events, PARTITIONS).await;
+    create_topic(&t.rows, 1).await;
+    create_topic(&t.dead, 1).await;
+    t
+}
+
+/// The pipeline under test; stops (at a checkpoint) when `stop` fires.
+fn kafka_pipeline(
+    t: &Topics,
+    dir: &std::path::Path,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Pipeline<FeedbackEvent> {
+    let p = producer(&t.rows);
+    create_pipeline::<FeedbackEvent>()
+        .with_name("kafka-test")
+        .with_kafka_source(KafkaConfig {
+            bootstrap_servers: bootstrap(),
+            group_id: t.group.clone(),
+            topics: vec![t.events.clone()],
+            session_timeout_ms: 6_000,
+            ..Default::default()
+        })
+        .with_watermark_generator(BoundedOutOfOrdernessWatermark::new(Duration::from_secs(10)))
+        .with_tumbling_window(Duration::from_secs(60))
+        .with_state_backend(Arc::new(MemoryStateBackend::persistent(dir)))
+        .with_checkpoint_interval(Duration::from_millis(200))
+        .with_error_handler(
+            ErrorHandler::new(ErrorPolicy::DeadLetter)
+                .with_sink(DeadLetterSink::new(t.dead.clone()).with_kafka(&p).unwrap()),
+        )
+        .with_sink(KafkaAggregationSink::new(p))
+        .with_shutdown_signal(async {
+            let _ = stop.await;
+        })
+        .build()
+        .unwrap()
+}
+
+/// The rows of the same pipeline over the events in memory, by message key.
+async fn expected(events: &[(i32, FeedbackEvent)]) -> BTreeMap<String, serde_json::Value> {
+    let rows = CollectorSink::new();
+    create_pipeline::<FeedbackEvent>()
+        .with_memory_source(events.iter().map(|(_, e)| e.clone()))
+        .with_watermark_generator(BoundedOutOfOrdernessWatermark::new(Duration::from_secs(10)))
+        .with_tumbling_window(Duration::from_secs(60))
+        .with_sink(rows.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    rows.items()
+        .into_iter()
+        .map(|r| {
+            let key = format!("{}@{}", r.key, r.window.start.to_rfc3339());
+            // Through text, as the rows read back are (serde_json's float parsing is not
+            // always the exact inverse of its printing).
+            (
+                key,
+                serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The result topic's rows by message key, the latest of each, sentinels left out.
+fn latest(rows: &[Read]) -> BTreeMap<String, serde_json::Value> {
+    rows.iter()
+        .filter(|r| !r.payload.contains("sentinel"))
+        .map(|r| {
+            (
+                r.key.clone().expect("rows have keys"),
+                serde_json::from_str(&r.payload).unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn read_rows(topic: &str, want: usize) -> BTreeMap<String, serde_json::Value> {
+    let topic = topic.to_owned();
+    let rows = tokio::task::spawn_blocking(move || {
+        read_topic(&topic, Duration::from_secs(90), |r| latest(r).len() >= want)
+    })
+    .await
+    .unwrap();
+    latest(&rows)
+}
+
+fn assert_same(
+    expected: &BTreeMap<String, serde_json::Value>,
+    got: &BTreeMap<String, serde_json::Value>,
+) {
+    assert!(expected.len() > 50, "{} rows expected", expected.len());
+    let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).collect();
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v))
+        .map(|(k, v)| format!("{k}: want {v}, got {}", got[k]))
+        .take(3)
+        .collect();
+    let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && wrong.is_empty() && extra.is_empty(),
+        "{} missing {missing:?}, different {wrong:#?}, {} unexpected {extra:?}",
+        missing.len(),
+        extra.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_through_kafka_equal_rows_in_memory_and_bad_records_are_dead_lettered() {
+    let t = topics().await;
+    let events = events(3_000);
+    let mut recs = records(&events);
+    for p in 0..PARTITIONS {
+        recs.insert(
+            500 * (p as usize + 1),
+            (p, "bad".into(), b"{not json".to_vec()),
+        );
+    }
+    recs.extend(records(&sentinels()));
+    produce(&t.events, &recs).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn(kafka_pipeline(&t, dir.path(), stopped).run());
+    let want = expected(&events).await;
+    let got = read_rows(&t.rows, want.len()).await;
+    assert_same(&want, &got);
+
+    let dead_topic = t.dead.clone();
+    let dead = tokio::task::spawn_blocking(move || {
+        read_topic(&dead_topic, Duration::from_secs(30), |r| r.len() >= 3)
+    })
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    for d in &dead {
+        assert_eq!(d.payload, "{not json");
+        assert_eq!(d.headers["dlq.kind"], "deserialization");
+        assert!(d.headers["dlq.reason"].contains("cannot decode"), "{d:?}");
+        assert!(
+            d.headers["dlq.position"].contains(&format!("topic {} partition", t.events)),
+            "{d:?}"
+        );
+    }
+
+    stop.send(()).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.events_in as usize, recs.len());
+    assert_eq!(summary.events_dead_lettered, 3);
+    assert_eq!(summary.events_late, 0);
+}
+
+/// Waits until the group has committed offset `want[p]` for every partition.
+async fn wait_committed(group: &str, topic: &str, want: &[i64]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (g, t) = (group.to_owned(), topic.to_owned());
+        let c = tokio::task::spawn_blocking(move || committed(&g, &t, PARTITIONS))
+            .await
+            .unwrap();
+        if c.iter().zip(want).all(|(c, w)| *c == Some(*w)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "committed {c:?}, waiting for {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn per_partition(recs: &[Record]) -> Vec<i64> {
+    (0..PARTITIONS)
+        .map(|p| recs.iter().filter(|r| r.0 == p).count() as i64)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_pipeline_resumes_from_its_checkpoint_and_committed_offsets() {
+    let t = topics().await;
+    let events = events(3_000);
+    let (first, second) = events.split_at(1_700);
+    let dir = tempfile::tempdir().unwrap();
+
+    let first_recs = records(first);
+    produce(&t.events, &first_recs).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn(kafka_pipeline(&t, dir.path(), stopped).run());
+    // Offsets are committed only once the checkpoint holding them is written.
+    wait_committed(&t.group, &t.events, &per_partition(&first_recs)).await;
+    stop.send(()).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.events_in as usize, first_recs.len());
+    let files = std::fs::read_dir(dir.path().join("kafka").join(&t.group).join("kafka-test"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        files, PARTITIONS as usize,
+        "one checkpoint file per partition"
+    );
+
+    let mut second_recs = records(second);
+    second_recs.extend(records(&sentinels()));
+    produce(&t.events, &second_recs).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn(kafka_pipeline(&t, dir.path(), stopped).run());
+    let want = expected(&events).await;
+    let got = read_rows(&t.rows, want.len()).await;
+    assert_same(&want, &got);
+    stop.send(()).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(
+        summary.events_in as usize,
+        second_recs.len(),
+        "the second run reads only what the first did not checkpoint"
+    );
+    let mut all = first_recs;
+    all.extend(second_recs);
+    wait_committed(&t.group, &t.events, &per_partition(&all)).await;
+}
