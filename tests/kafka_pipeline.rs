@@ -13,7 +13,11 @@ use llm_optimizer_processor::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kafka::{bootstrap, committed, create_topic, produce, read_topic, unique, Read, Record};
+use kafka::{
+    bootstrap, committed, create_topic, produce, produce_to, read_topic, read_topic_from, unique,
+    Read, Record,
+};
+use rdkafka::mocking::MockCluster;
 
 const PARTITIONS: i32 = 3;
 const MODELS: [&str; 4] = ["gpt-4o", "claude", "llama", "mistral"];
@@ -68,9 +72,9 @@ fn records(events: &[(i32, FeedbackEvent)]) -> Vec<Record> {
         .collect()
 }
 
-fn producer(result_topic: &str) -> KafkaProducerConfig {
+fn producer(servers: &str, result_topic: &str) -> KafkaProducerConfig {
     KafkaProducerConfig {
-        bootstrap_servers: bootstrap(),
+        bootstrap_servers: servers.into(),
         result_topic: result_topic.into(),
         compression_type: "lz4".into(),
         acks: "all".into(),
@@ -79,6 +83,8 @@ fn producer(result_topic: &str) -> KafkaProducerConfig {
 }
 
 struct Topics {
+    /// The broker: tansu from scripts/kafka-up, or librdkafka's mock cluster.
+    servers: String,
     events: String,
     rows: String,
     dead: String,
@@ -87,6 +93,7 @@ struct Topics {
 
 async fn topics() -> Topics {
     let t = Topics {
+        servers: bootstrap(),
         events: unique("events"),
         rows: unique("rows"),
         dead: unique("dead"),
@@ -104,11 +111,11 @@ fn kafka_pipeline(
     dir: &std::path::Path,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Pipeline<FeedbackEvent> {
-    let p = producer(&t.rows);
+    let p = producer(&t.servers, &t.rows);
     create_pipeline::<FeedbackEvent>()
         .with_name("kafka-test")
         .with_kafka_source(KafkaConfig {
-            bootstrap_servers: bootstrap(),
+            bootstrap_servers: t.servers.clone(),
             group_id: t.group.clone(),
             topics: vec![t.events.clone()],
             session_timeout_ms: 6_000,
@@ -170,10 +177,12 @@ fn latest(rows: &[Read]) -> BTreeMap<String, serde_json::Value> {
         .collect()
 }
 
-async fn read_rows(topic: &str, want: usize) -> BTreeMap<String, serde_json::Value> {
-    let topic = topic.to_owned();
+async fn read_rows(t: &Topics, want: usize) -> BTreeMap<String, serde_json::Value> {
+    let (servers, topic) = (t.servers.clone(), t.rows.clone());
     let rows = tokio::task::spawn_blocking(move || {
-        read_topic(&topic, Duration::from_secs(90), |r| latest(r).len() >= want)
+        read_topic_from(&servers, &topic, Duration::from_secs(90), |r| {
+            latest(r).len() >= want
+        })
     })
     .await
     .unwrap();
@@ -219,7 +228,7 @@ async fn rows_through_kafka_equal_rows_in_memory_and_bad_records_are_dead_letter
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let run = tokio::spawn(kafka_pipeline(&t, dir.path(), stopped).run());
     let want = expected(&events).await;
-    let got = read_rows(&t.rows, want.len()).await;
+    let got = read_rows(&t, want.len()).await;
     assert_same(&want, &got);
 
     let dead_topic = t.dead.clone();
@@ -301,7 +310,7 @@ async fn a_restarted_pipeline_resumes_from_its_checkpoint_and_committed_offsets(
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let run = tokio::spawn(kafka_pipeline(&t, dir.path(), stopped).run());
     let want = expected(&events).await;
-    let got = read_rows(&t.rows, want.len()).await;
+    let got = read_rows(&t, want.len()).await;
     assert_same(&want, &got);
     stop.send(()).unwrap();
     let summary = run.await.unwrap().unwrap();
@@ -313,4 +322,50 @@ async fn a_restarted_pipeline_resumes_from_its_checkpoint_and_committed_offsets(
     let mut all = first_recs;
     all.extend(second_recs);
     wait_committed(&t.group, &t.events, &per_partition(&all)).await;
+}
+
+/// Fault injection a real broker cannot do, on librdkafka's mock cluster: the broker goes
+/// down mid-run and comes back; the source and the sinks wait and retry, and the rows
+/// come out complete and unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_delays_rows_but_loses_none() {
+    let mock = MockCluster::new(1).unwrap();
+    let t = Topics {
+        servers: mock.bootstrap_servers(),
+        events: unique("events"),
+        rows: unique("rows"),
+        dead: unique("dead"),
+        group: unique("group"),
+    };
+    mock.create_topic(&t.events, PARTITIONS, 1).unwrap();
+    mock.create_topic(&t.rows, 1, 1).unwrap();
+    mock.create_topic(&t.dead, 1, 1).unwrap();
+    let events = events(3_000);
+    let (first, second) = events.split_at(1_500);
+    produce_to(&t.servers, &t.events, &records(first)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn(kafka_pipeline(&t, dir.path(), stopped).run());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    mock.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !run.is_finished(),
+        "the pipeline should wait for the broker, not fail"
+    );
+    mock.broker_up(1).unwrap();
+    let mut rest = records(second);
+    rest.extend(records(&sentinels()));
+    produce_to(&t.servers, &t.events, &rest).await;
+
+    let want = expected(&events).await;
+    let got = read_rows(&t, want.len()).await;
+    assert_same(&want, &got);
+    stop.send(()).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(
+        summary.events_in as usize,
+        events.len() + PARTITIONS as usize
+    );
 }
