@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka::{
-    bootstrap, committed, create_topic, produce, produce_to, read_topic, read_topic_from, unique,
-    Read, Record,
+    bootstrap, committed, create_topic, produce, produce_timed, produce_to, read_topic,
+    read_topic_from, unique, Read, Record,
 };
 use rdkafka::mocking::MockCluster;
 
@@ -368,4 +368,107 @@ async fn a_broker_outage_delays_rows_but_loses_none() {
         summary.events_in as usize,
         events.len() + PARTITIONS as usize
     );
+}
+
+/// An event type whose timestamp may be missing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Call {
+    model: String,
+    latency_ms: f64,
+    #[serde(default)]
+    timestamp: Option<chrono::DateTime<Utc>>,
+}
+
+/// Events without a timestamp of their own take their Kafka record's timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_without_a_timestamp_take_the_kafka_record_timestamp() {
+    let t = topics().await;
+    let base = 1_767_225_600_000i64;
+    let calls: Vec<Call> = (0..600)
+        .map(|i| Call {
+            model: MODELS[i % 4].into(),
+            latency_ms: 100.0 + (i * 13 % 700) as f64,
+            timestamp: Some(Utc.timestamp_millis_opt(base + i as i64 * 6_000).unwrap()),
+        })
+        .collect();
+    let mut recs: Vec<(Record, Option<i64>)> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let at = c.timestamp.unwrap().timestamp_millis();
+            // Every other event leaves its timestamp to the record.
+            let sent = Call {
+                timestamp: c.timestamp.filter(|_| i % 2 == 0),
+                ..c.clone()
+            };
+            (
+                (0, c.model.clone(), serde_json::to_vec(&sent).unwrap()),
+                Some(at),
+            )
+        })
+        .collect();
+    let end = Call {
+        model: "sentinel".into(),
+        latency_ms: 1.0,
+        timestamp: None,
+    };
+    recs.push((
+        (0, "sentinel".into(), serde_json::to_vec(&end).unwrap()),
+        Some(base + 7_200_000),
+    ));
+    create_topic(&format!("{}-1", t.events), 1).await;
+    let events_topic = format!("{}-1", t.events);
+    produce_timed(&t.servers, &events_topic, &recs).await;
+
+    let build = || {
+        create_pipeline::<Call>()
+            .with_key_fields(&["model"])
+            .with_value_field("latency_ms")
+            .with_tumbling_window(Duration::from_secs(60))
+    };
+    let rows = CollectorSink::new();
+    build()
+        .with_memory_source(calls)
+        .with_sink(rows.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let want: BTreeMap<String, serde_json::Value> = rows
+        .items()
+        .into_iter()
+        .map(|r| {
+            let key = format!("{}@{}", r.key, r.window.start.to_rfc3339());
+            (
+                key,
+                serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap(),
+            )
+        })
+        .collect();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(
+        build()
+            .with_kafka_source(KafkaConfig {
+                bootstrap_servers: t.servers.clone(),
+                group_id: t.group.clone(),
+                topics: vec![events_topic],
+                ..Default::default()
+            })
+            .with_kafka_timestamp_fallback()
+            .with_sink(KafkaAggregationSink::new(producer(&t.servers, &t.rows)))
+            .with_shutdown_signal(async {
+                let _ = stopped.await;
+            })
+            .build()
+            .unwrap()
+            .run(),
+    );
+    let got = read_rows(&t, want.len()).await;
+    assert_same(&want, &got);
+    stop.send(()).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.events_dead_lettered, 0);
+    assert_eq!(summary.events_aggregated, 601);
 }

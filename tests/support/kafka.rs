@@ -88,18 +88,27 @@ pub async fn produce(topic: &str, records: &[Record]) {
 
 /// [`produce`] to the broker at `servers`.
 pub async fn produce_to(servers: &str, topic: &str, records: &[Record]) {
+    let timed: Vec<_> = records.iter().map(|r| (r.clone(), None)).collect();
+    produce_timed(servers, topic, &timed).await
+}
+
+/// [`produce_to`] with each record's Kafka timestamp (epoch ms) when given.
+pub async fn produce_timed(servers: &str, topic: &str, records: &[(Record, Option<i64>)]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("linger.ms", "5")
         .create()
         .unwrap();
     let mut pending = Vec::with_capacity(records.len());
-    for (partition, key, payload) in records {
+    for ((partition, key, payload), at) in records {
         loop {
-            let record = FutureRecord::to(topic)
+            let mut record = FutureRecord::to(topic)
                 .partition(*partition)
                 .key(key.as_bytes())
                 .payload(payload.as_slice());
+            if let Some(ms) = at {
+                record = record.timestamp(*ms);
+            }
             match producer.send_result(record) {
                 Ok(f) => {
                     pending.push(f);

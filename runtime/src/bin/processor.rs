@@ -169,6 +169,9 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
                 (Some(path), _) => b.with_file_source(path),
                 (None, "file") => b.with_file_source(&p.source.path),
                 (None, "stdin") => b.with_stdin_source(),
+                (None, "kafka") if p.kafka.timestamp_fallback => b
+                    .with_kafka_source(p.kafka.consumer.clone())
+                    .with_kafka_timestamp_fallback(),
                 (None, "kafka") => b.with_kafka_source(p.kafka.consumer.clone()),
                 _ => b.with_source(FileSource::from_static("sample", SAMPLE)),
             };

@@ -267,6 +267,8 @@ pub struct KafkaSection {
     pub consumer: KafkaConfig,
     /// The producer.
     pub producer: KafkaProducerConfig,
+    /// An event without a readable timestamp takes its Kafka record's timestamp.
+    pub timestamp_fallback: bool,
 }
 
 /// `metrics:`

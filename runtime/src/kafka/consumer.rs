@@ -37,6 +37,8 @@ pub(crate) enum Delivery {
         offset: i64,
         /// The value (`None` for a tombstone).
         payload: Option<Vec<u8>>,
+        /// The record's timestamp (create or log-append time), epoch milliseconds.
+        timestamp: Option<i64>,
     },
     /// Partitions assigned (their records follow).
     Assigned(Vec<PartitionAssigned>),
@@ -287,6 +289,7 @@ fn poll_loop(
                         id,
                         offset: m.offset(),
                         payload: m.payload().map(<[u8]>::to_vec),
+                        timestamp: m.timestamp().to_millis(),
                     };
                     if tx.blocking_send(d).is_err() {
                         break 'outer;

@@ -108,6 +108,7 @@ pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) buffer_size: usize,
     pub(super) shutdown: Option<super::run::Shutdown>,
     pub(super) parallelism: usize,
+    pub(super) kafka_timestamp_fallback: bool,
 }
 
 impl<T, P: Plan<Event = T>> std::fmt::Debug for PipelineBuilder<T, P> {
@@ -146,12 +147,21 @@ where
             buffer_size: 10_000,
             shutdown: None,
             parallelism: 1,
+            kafka_timestamp_fallback: false,
         }
     }
 
     /// Names the pipeline (logs, state keys).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// With a Kafka source: an event whose own timestamp is missing or unreadable takes
+    /// the Kafka record's timestamp (its create or log-append time) as event time,
+    /// instead of going to the dead-letter path.
+    pub fn with_kafka_timestamp_fallback(mut self) -> Self {
+        self.kafka_timestamp_fallback = true;
         self
     }
 
@@ -403,6 +413,7 @@ where
         Ok(Pipeline {
             name: self.name,
             source,
+            kafka_timestamp_fallback: self.kafka_timestamp_fallback,
             watermark: self
                 .watermark
                 .unwrap_or_else(|| Box::new(BoundedOutOfOrdernessWatermark::new(Duration::ZERO))),
@@ -528,6 +539,7 @@ where
 pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) name: String,
     pub(super) source: SourceChoice<T>,
+    pub(super) kafka_timestamp_fallback: bool,
     pub(super) watermark: Box<dyn WatermarkGenerator>,
     pub(super) window: WindowSpec,
     pub(super) lateness_ms: i64,

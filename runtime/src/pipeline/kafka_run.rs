@@ -116,6 +116,7 @@ where
             metrics,
             buffer_size,
             shutdown,
+            kafka_timestamp_fallback,
             ..
         } = self;
         let SourceChoice::Kafka(config) = source else {
@@ -185,7 +186,7 @@ where
                 }
             };
             let Some(delivery) = delivery else { break };
-            let (pid, offset, payload) = match delivery {
+            let (pid, offset, payload, record_time) = match delivery {
                 Delivery::Failed(e) => return Err(e),
                 Delivery::Assigned(list) => {
                     for a in list {
@@ -226,7 +227,8 @@ where
                     id,
                     offset,
                     payload,
-                } => (id, offset, payload),
+                    timestamp,
+                } => (id, offset, payload, timestamp),
             };
             let Some(task) = tasks.get_mut(&pid) else {
                 continue;
@@ -251,13 +253,30 @@ where
                 }
             };
             let partition_wm = watermark.partition_watermark(pid);
-            let fed = plan.feed(
+            let fallback = envelope.clone();
+            let mut fed = plan.feed(
                 &mut task.op,
                 partition_wm,
                 &event,
                 envelope,
                 &mut collect_rows(&plan, &func, &mut out),
             );
+            if let (true, Some(ts), Err(ProcessorError::WindowAssignment(_))) =
+                (kafka_timestamp_fallback, record_time, &fed)
+            {
+                // The event's own timestamp is missing or unreadable: the record's.
+                let envelope = super::plan::Envelope {
+                    timestamp: Some(ts),
+                    ..fallback
+                };
+                fed = plan.feed(
+                    &mut task.op,
+                    partition_wm,
+                    &event,
+                    envelope,
+                    &mut collect_rows(&plan, &func, &mut out),
+                );
+            }
             let (event_time, admission) = match fed {
                 Ok(Fed::Offered(ts, a)) => (ts, Some(a)),
                 Ok(Fed::Filtered(ts)) => (ts, None),

@@ -116,6 +116,7 @@ where
             return self.run_kafka().await;
         }
         let Pipeline {
+            kafka_timestamp_fallback: _,
             name,
             source,
             mut watermark,
