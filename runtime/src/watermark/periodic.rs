@@ -86,7 +86,9 @@ impl WatermarkGenerator for PeriodicWatermarkGenerator {
         self.emitted
     }
     fn register_partition(&mut self, partition: u32, now: Instant) {
-        self.inner.register_partition(partition, now)
+        self.inner.register_partition(partition, now);
+        // A partition joining behind holds the watermark back (see the bounded generator).
+        self.emitted = self.emitted.min(self.inner.emitted_millis());
     }
     fn unregister_partition(&mut self, partition: u32) {
         self.inner.unregister_partition(partition)
@@ -97,5 +99,22 @@ impl WatermarkGenerator for PeriodicWatermarkGenerator {
     fn restore(&mut self, partitions: &[(u32, i64)], now: Instant) {
         self.inner.restore(partitions, now);
         self.emitted = self.inner.emitted_millis();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watermark::BoundedOutOfOrdernessWatermark;
+
+    #[test]
+    fn a_partition_joining_behind_is_waited_for() {
+        let inner = BoundedOutOfOrdernessWatermark::new(Duration::ZERO);
+        let mut g = PeriodicWatermarkGenerator::new(Duration::ZERO, Box::new(inner));
+        let t = Instant::now();
+        assert_eq!(g.on_event(0, 100_000, t), Some(100_000));
+        g.register_partition(1, t);
+        assert_eq!(g.on_event(1, 50_000, t), Some(50_000));
+        assert_eq!(g.on_event(1, 120_000, t), Some(100_000));
     }
 }
