@@ -104,27 +104,13 @@ impl<T: Serialize> FieldExtractor<T> {
         self.timestamp_fn.is_none() || self.key_fn.is_none() || self.value_fn.is_none()
     }
 
-    /// Reads what the pipeline needs; `timestamp`/`key` given by an envelope win.
-    pub fn extract(
-        &self,
-        event: &T,
-        timestamp: Option<i64>,
-        key: Option<GroupingKey>,
-    ) -> ProcessorResult<Extracted> {
-        let json = if self.needs_reflection() {
-            Some(
-                serde_value::to_value(event)
-                    .map_err(|e| ProcessorError::Serialization(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        let timestamp = match (timestamp, &self.timestamp_fn, &json) {
-            (Some(t), _, _) => t,
-            (None, Some(f), _) => f(event).map(|t| t.timestamp_millis()).ok_or_else(|| {
+    /// The event's own timestamp (closure or field), epoch milliseconds.
+    fn own_timestamp(&self, event: &T, json: Option<&serde_value::Value>) -> ProcessorResult<i64> {
+        Ok(match (&self.timestamp_fn, json) {
+            (Some(f), _) => f(event).map(|t| t.timestamp_millis()).ok_or_else(|| {
                 ProcessorError::WindowAssignment("the event has no timestamp".into())
             })?,
-            (None, None, Some(j)) => {
+            (None, Some(j)) => {
                 let v = field(j, &self.timestamp_field).ok_or_else(|| {
                     ProcessorError::WindowAssignment(format!(
                         "missing timestamp field `{}`",
@@ -138,11 +124,37 @@ impl<T: Serialize> FieldExtractor<T> {
                     ))
                 })?
             }
-            (None, None, None) => {
+            (None, None) => {
                 return Err(ProcessorError::Internal(
                     "no timestamp extractor configured".into(),
                 ))
             }
+        })
+    }
+
+    /// Reads what the pipeline needs; `timestamp`/`key` given by an envelope win, and
+    /// `fallback` stands in for an event timestamp that is missing or unreadable.
+    pub fn extract(
+        &self,
+        event: &T,
+        timestamp: Option<i64>,
+        fallback: Option<i64>,
+        key: Option<GroupingKey>,
+    ) -> ProcessorResult<Extracted> {
+        let json = if self.needs_reflection() {
+            Some(
+                serde_value::to_value(event)
+                    .map_err(|e| ProcessorError::Serialization(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let timestamp = match timestamp {
+            Some(t) => t,
+            None => match self.own_timestamp(event, json.as_ref()) {
+                Err(e @ ProcessorError::WindowAssignment(_)) => fallback.ok_or(e)?,
+                other => other?,
+            },
         };
         let key = match (key, &self.key_fn, &json) {
             (Some(k), _, _) => k,
@@ -208,7 +220,7 @@ mod tests {
         )
         .unwrap();
         let x = FieldExtractor::<FeedbackEvent>::default()
-            .extract(&e, None, None)
+            .extract(&e, None, None, None)
             .unwrap();
         assert_eq!(x.timestamp, 1000);
         assert_eq!(x.key.to_string(), "model=m,region=r");
@@ -222,11 +234,11 @@ mod tests {
             ..Default::default()
         };
         let v = serde_json::json!({"timestamp": 5, "rating": null});
-        assert_eq!(ex.extract(&v, None, None).unwrap().value, None);
+        assert_eq!(ex.extract(&v, None, None, None).unwrap().value, None);
         let v = serde_json::json!({"timestamp": 5, "rating": "good"});
-        assert!(ex.extract(&v, None, None).is_err());
+        assert!(ex.extract(&v, None, None, None).is_err());
         let v = serde_json::json!({"rating": 1});
-        let e = ex.extract(&v, None, None).err().unwrap().to_string();
+        let e = ex.extract(&v, None, None, None).err().unwrap().to_string();
         assert!(e.contains("missing timestamp field `timestamp`"), "{e}");
     }
 }

@@ -8,17 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::builder::{Pipeline, SourceChoice};
-use super::plan::{Fed, Plan};
-use super::run::{
-    collect_rows, dead_letter, decode, deliver, encode_state, handle_bad, late_record,
-    payload_text, send_late, RunSummary, Shutdown,
-};
+use super::plan::Plan;
+use super::run::{collect_rows, deliver_rows, encode_state, RecordPath, RunSummary, Shutdown};
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::kafka::{
     start_consumer, Delivery, PartitionAssigned, PartitionCheckpoint, PartitionStore,
 };
 use crate::metrics::ProcessorMetrics;
-use crate::operator::{Admission, OperatorSnapshot, WindowFunction, WindowOperator};
+use crate::operator::{OperatorSnapshot, WindowFunction, WindowOperator};
 use crate::sink::{DeadLetterRecord, EventSink};
 use crate::source::Payload;
 use crate::watermark::WatermarkGenerator;
@@ -243,73 +240,28 @@ where
                     task.topic, task.partition
                 )
             };
-            let payload = Payload::<T>::Bytes(payload.unwrap_or_default());
-            let (event, raw, envelope) = match decode(payload) {
-                Ok(d) => d,
-                Err((err, text)) => {
-                    let rec = dead_letter(&err, &source_name, position(), text);
-                    handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?;
-                    continue;
-                }
-            };
             let partition_wm = watermark.partition_watermark(pid);
-            let fallback = envelope.clone();
-            let mut fed = plan.feed(
+            let offered = RecordPath {
+                plan: &plan,
+                func: &func,
+                source_name: &source_name,
+                late_sink: late_sink.as_ref(),
+                drop_late,
+                lateness_ms,
+                metrics: &metrics,
+                handler: &mut error_handler,
+                summary: &mut summary,
+            }
+            .offer(
                 &mut task.op,
+                Payload::Bytes(payload.unwrap_or_default()),
                 partition_wm,
-                &event,
-                envelope,
-                &mut collect_rows(&plan, &func, &mut out),
-            );
-            if let (true, Some(ts), Err(ProcessorError::WindowAssignment(_))) =
-                (kafka_timestamp_fallback, record_time, &fed)
-            {
-                // The event's own timestamp is missing or unreadable: the record's.
-                let envelope = super::plan::Envelope {
-                    timestamp: Some(ts),
-                    ..fallback
-                };
-                fed = plan.feed(
-                    &mut task.op,
-                    partition_wm,
-                    &event,
-                    envelope,
-                    &mut collect_rows(&plan, &func, &mut out),
-                );
-            }
-            let (event_time, admission) = match fed {
-                Ok(Fed::Offered(ts, a)) => (ts, Some(a)),
-                Ok(Fed::Filtered(ts)) => (ts, None),
-                Err(err) => {
-                    let rec = dead_letter(
-                        &err,
-                        &source_name,
-                        position(),
-                        payload_text(&event, raw.as_deref()),
-                    );
-                    handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?;
-                    continue;
-                }
-            };
-            match admission {
-                None => summary.events_filtered += 1,
-                Some(Admission::Accepted) => summary.events_aggregated += 1,
-                Some(Admission::Late) => {
-                    summary.events_late += 1;
-                    metrics.record_late_event();
-                    if !drop_late {
-                        let rec = late_record(
-                            event_time,
-                            partition_wm.max(task.op.watermark()),
-                            lateness_ms,
-                            &source_name,
-                            position(),
-                            payload_text(&event, raw.as_deref()),
-                        );
-                        send_late(late_sink.as_ref(), &mut error_handler, rec).await?;
-                    }
-                }
-            }
+                record_time.filter(|_| kafka_timestamp_fallback),
+                position,
+                &mut out,
+            )
+            .await?;
+            let Some(event_time) = offered else { continue };
             if let Some(wm) = watermark.on_event(pid, event_time, t0) {
                 for t in tasks.values_mut() {
                     t.op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
@@ -362,19 +314,6 @@ where
         );
         Ok(summary)
     }
-}
-
-async fn deliver_rows<R: Clone + Send + 'static>(
-    sinks: &[Arc<dyn EventSink<R>>],
-    handler: &ErrorHandler,
-    out: &mut Vec<(R, bool)>,
-    summary: &mut RunSummary,
-    metrics: &ProcessorMetrics,
-) -> ProcessorResult<()> {
-    let before = summary.rows_emitted;
-    deliver(sinks, handler, out, summary).await?;
-    metrics.record_rows_emitted(summary.rows_emitted - before);
-    Ok(())
 }
 
 /// A task for a newly assigned partition, restored from its checkpoint when it has one.

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::checkpoint::{Checkpointer, Meta};
 use super::plan::{Envelope, Fed, Plan};
 use super::run::{
-    checkpoint_meta, collect_rows, dead_letter, decode, deliver, encode_state, handle_bad,
+    checkpoint_meta, collect_rows, dead_letter, decode, deliver_rows, encode_state, handle_bad,
     late_record, payload_text, send_late, take_checkpoint, Positions, RunSummary, Shutdown,
     SinkSet,
 };
@@ -431,9 +431,8 @@ where
                 }
                 match outcome {
                     Outcome::Rows(mut rows) => {
-                        let before = summary.rows_emitted;
-                        deliver(&sinks, &error_handler, &mut rows, &mut summary).await?;
-                        metrics.record_rows_emitted(summary.rows_emitted - before);
+                        deliver_rows(&sinks, &error_handler, &mut rows, &mut summary, &metrics)
+                            .await?;
                     }
                     Outcome::Accepted => summary.events_aggregated += 1,
                     Outcome::Filtered => summary.events_filtered += 1,

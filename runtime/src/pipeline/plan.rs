@@ -20,6 +20,9 @@ pub struct Envelope {
     pub timestamp: Option<i64>,
     /// Grouping key (dynamic pipelines only).
     pub key: Option<GroupingKey>,
+    /// Event time (ms) for an event whose own timestamp is missing or unreadable (a Kafka
+    /// record's timestamp); derived events always have theirs.
+    pub fallback_timestamp: Option<i64>,
 }
 
 /// What became of one event.
@@ -140,9 +143,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
         Tr: WindowTrigger,
         E: FnMut(Fired<'_, GroupingKey, <DynamicAggregation as WindowFunction>::Acc>),
     {
-        let x = self
-            .extractor
-            .extract(event, envelope.timestamp, envelope.key)?;
+        let x = self.extractor.extract(
+            event,
+            envelope.timestamp,
+            envelope.fallback_timestamp,
+            envelope.key,
+        )?;
         let admission = op.on_event(partition_watermark, x.timestamp, &x.key, &x.value, emit);
         Ok(Fed::Offered(x.timestamp, admission))
     }
@@ -170,9 +176,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
     }
 
     fn route(&self, event: &T, envelope: &mut Envelope) -> ProcessorResult<(i64, u64)> {
-        let x = self
-            .extractor
-            .extract(event, envelope.timestamp, envelope.key.take())?;
+        let x = self.extractor.extract(
+            event,
+            envelope.timestamp,
+            envelope.fallback_timestamp,
+            envelope.key.take(),
+        )?;
         let hash = key_hash(&x.key);
         envelope.timestamp = Some(x.timestamp);
         envelope.key = Some(x.key);

@@ -286,9 +286,7 @@ where
                         op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
                         metrics.record_watermark(wm);
                         metrics.record_open_windows(op.state_len() as u64);
-                        let before = summary.rows_emitted;
-                        deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
-                        metrics.record_rows_emitted(summary.rows_emitted - before);
+                        deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
                     }
                     for (p, _) in watermark.snapshot() {
                         metrics.record_partition_watermark(p, watermark.partition_watermark(p));
@@ -317,62 +315,27 @@ where
             positions.record(partition, offset, sequence);
             let position = || format!("partition {partition} line {sequence} (offset {offset})");
 
-            let (event, raw, envelope) = match decode(payload) {
-                Ok(d) => d,
-                Err((err, text)) => {
-                    let rec = dead_letter(&err, &source_name, position(), text);
-                    handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?;
-                    continue;
-                }
-            };
             let partition_wm = watermark.partition_watermark(partition);
-            let fed = plan.feed(
-                &mut op,
-                partition_wm,
-                &event,
-                envelope,
-                &mut collect_rows(&plan, &func, &mut out),
-            );
-            if let Some(e) = op.take_spill_error() {
-                return Err(e);
+            let offered = RecordPath {
+                plan: &plan,
+                func: &func,
+                source_name: &source_name,
+                late_sink: late_sink.as_ref(),
+                drop_late,
+                lateness_ms,
+                metrics: &metrics,
+                handler: &mut error_handler,
+                summary: &mut summary,
             }
-            let (event_time, admission) = match fed {
-                Ok(Fed::Offered(ts, admission)) => (ts, Some(admission)),
-                Ok(Fed::Filtered(ts)) => (ts, None),
-                Err(err) => {
-                    let payload = payload_text(&event, raw.as_deref());
-                    let rec = dead_letter(&err, &source_name, position(), payload);
-                    handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?;
-                    continue;
-                }
-            };
-            match admission {
-                None => summary.events_filtered += 1,
-                Some(Admission::Accepted) => summary.events_aggregated += 1,
-                Some(Admission::Late) => {
-                    summary.events_late += 1;
-                    metrics.record_late_event();
-                    if !drop_late {
-                        let rec = late_record(
-                            event_time,
-                            partition_wm.max(op.watermark()),
-                            lateness_ms,
-                            &source_name,
-                            position(),
-                            payload_text(&event, raw.as_deref()),
-                        );
-                        send_late(late_sink.as_ref(), &mut error_handler, rec).await?;
-                    }
-                }
-            }
+            .offer(&mut op, payload, partition_wm, None, position, &mut out)
+            .await?;
+            let Some(event_time) = offered else { continue };
             if let Some(wm) = watermark.on_event(partition, event_time, t0) {
                 op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
                 metrics.record_watermark(wm);
                 metrics.record_open_windows(op.state_len() as u64);
             }
-            let before = summary.rows_emitted;
-            deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
-            metrics.record_rows_emitted(summary.rows_emitted - before);
+            deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
             metrics.record_processing_latency(t0.elapsed());
         }
         drop(rx);
@@ -400,9 +363,7 @@ where
             tracing::info!("shutdown requested: flushing open windows and sinks");
         }
         op.flush(&mut collect_rows(&plan, &func, &mut out));
-        let before = summary.rows_emitted;
-        deliver(&sinks, &error_handler, &mut out, &mut summary).await?;
-        metrics.record_rows_emitted(summary.rows_emitted - before);
+        deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
         if let Some(c) = checkpointer.as_mut() {
             // The input is done and every window fired: publish, and let a new run start over.
             let set = SinkSet {
@@ -428,6 +389,87 @@ where
             "pipeline finished"
         );
         Ok(summary)
+    }
+}
+
+/// What a run loop needs to take one record through decoding, the plan and lateness.
+pub(super) struct RecordPath<'a, P: Plan> {
+    pub plan: &'a P,
+    pub func: &'a P::Func,
+    pub source_name: &'a str,
+    pub late_sink: Option<&'a Arc<dyn EventSink<DeadLetterRecord>>>,
+    pub drop_late: bool,
+    pub lateness_ms: i64,
+    pub metrics: &'a crate::metrics::ProcessorMetrics,
+    pub handler: &'a mut crate::error::ErrorHandler,
+    pub summary: &'a mut RunSummary,
+}
+
+impl<P: Plan> RecordPath<'_, P> {
+    /// Decodes one record and offers it to `op` (rows fired go to `out`): a record that
+    /// fails is dead-lettered, a late one sent to the side output, and every one counted.
+    /// Returns the event time that moves the watermark, or `None` when the record failed.
+    pub async fn offer<Tr: WindowTrigger>(
+        self,
+        op: &mut WindowOperator<P::Key, P::Func, Tr>,
+        payload: Payload<P::Event>,
+        partition_wm: i64,
+        fallback_timestamp: Option<i64>,
+        position: impl Fn() -> String,
+        out: &mut Vec<(P::Row, bool)>,
+    ) -> ProcessorResult<Option<i64>> {
+        let (event, raw, envelope) = match decode(payload) {
+            Ok(d) => d,
+            Err((err, text)) => {
+                let rec = dead_letter(&err, self.source_name, position(), text);
+                handle_bad(self.handler, rec, self.summary, self.metrics).await?;
+                return Ok(None);
+            }
+        };
+        let envelope = Envelope {
+            fallback_timestamp,
+            ..envelope
+        };
+        let fed = self.plan.feed(
+            op,
+            partition_wm,
+            &event,
+            envelope,
+            &mut collect_rows(self.plan, self.func, out),
+        );
+        if let Some(e) = op.take_spill_error() {
+            return Err(e);
+        }
+        let (event_time, admission) = match fed {
+            Ok(Fed::Offered(ts, admission)) => (ts, Some(admission)),
+            Ok(Fed::Filtered(ts)) => (ts, None),
+            Err(err) => {
+                let payload = payload_text(&event, raw.as_deref());
+                let rec = dead_letter(&err, self.source_name, position(), payload);
+                handle_bad(self.handler, rec, self.summary, self.metrics).await?;
+                return Ok(None);
+            }
+        };
+        match admission {
+            None => self.summary.events_filtered += 1,
+            Some(Admission::Accepted) => self.summary.events_aggregated += 1,
+            Some(Admission::Late) => {
+                self.summary.events_late += 1;
+                self.metrics.record_late_event();
+                if !self.drop_late {
+                    let rec = late_record(
+                        event_time,
+                        partition_wm.max(op.watermark()),
+                        self.lateness_ms,
+                        self.source_name,
+                        position(),
+                        payload_text(&event, raw.as_deref()),
+                    );
+                    send_late(self.late_sink, self.handler, rec).await?;
+                }
+            }
+        }
+        Ok(Some(event_time))
     }
 }
 
@@ -562,6 +604,7 @@ pub(super) fn decode<T: DeserializeOwned>(
                 Envelope {
                     timestamp,
                     key: pe.key,
+                    fallback_timestamp: None,
                 },
             ))
         }
@@ -644,8 +687,22 @@ pub(super) async fn handle_bad(
     Ok(())
 }
 
+/// [`deliver`], counting the rows in the metrics.
+pub(super) async fn deliver_rows<R: Clone + Send + 'static>(
+    sinks: &[Arc<dyn EventSink<R>>],
+    handler: &crate::error::ErrorHandler,
+    out: &mut Vec<(R, bool)>,
+    summary: &mut RunSummary,
+    metrics: &crate::metrics::ProcessorMetrics,
+) -> ProcessorResult<()> {
+    let before = summary.rows_emitted;
+    deliver(sinks, handler, out, summary).await?;
+    metrics.record_rows_emitted(summary.rows_emitted - before);
+    Ok(())
+}
+
 /// Sends pending rows to every sink, retrying as the error policy allows.
-pub(super) async fn deliver<R: Clone + Send + 'static>(
+async fn deliver<R: Clone + Send + 'static>(
     sinks: &[Arc<dyn EventSink<R>>],
     handler: &crate::error::ErrorHandler,
     out: &mut Vec<(R, bool)>,
