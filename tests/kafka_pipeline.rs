@@ -118,7 +118,8 @@ fn kafka_pipeline(
             bootstrap_servers: t.servers.clone(),
             group_id: t.group.clone(),
             topics: vec![t.events.clone()],
-            session_timeout_ms: 6_000,
+            // tansu answers heartbeats slowly while it stores a burst of records.
+            session_timeout_ms: 30_000,
             ..Default::default()
         })
         .with_watermark_generator(BoundedOutOfOrdernessWatermark::new(Duration::from_secs(10)))
