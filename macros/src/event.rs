@@ -272,6 +272,7 @@ fn generate(input: &DeriveInput, fields: &[EventField<'_>]) -> TokenStream {
         }
     });
     let assert_fn = format_ident!("__assert_{}_fields", name.to_string().to_lowercase());
+    let fields_macro = fields_macro(input, fields);
 
     // The key types are spanned on the first key field, where a non-hashable type is reported.
     let key_span = keys.first().map_or_else(Span::call_site, |f| f.ty.span());
@@ -324,6 +325,55 @@ fn generate(input: &DeriveInput, fields: &[EventField<'_>]) -> TokenStream {
                 #value_assert
             }
         };
+        #fields_macro
+    }
+}
+
+/// The event's field list for `pipeline!`, as a macro in the macro namespace under the
+/// struct's own name: wherever `Req` (the struct) is in scope, so is `Req!` (the list).
+///
+/// A proc macro cannot see another item's fields, and rustc reports a missing trait impl
+/// at every use of the type it names, so `key_by: modl` would cascade into one error per
+/// use. Instead `pipeline!` with a `key_by` expands to `Req! { <declaration> }`, which
+/// expands to `pipeline! { @fields [model, region, latency_ms = "f64", …] <declaration> }`,
+/// and the second pass reports an unknown or floating-point key field once, at its span
+/// (the callback pattern of `tt-call`). Floating-point fields carry their type, the one
+/// non-hashable kind the derive can tell from syntax.
+fn fields_macro(input: &DeriveInput, fields: &[EventField<'_>]) -> TokenStream {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // `#[macro_export]` puts the macro at the crate root: unique per derive in one crate.
+    static DERIVES: AtomicU64 = AtomicU64::new(0);
+    let name = &input.ident;
+    let vis = &input.vis;
+    let n = DERIVES.fetch_add(1, Ordering::Relaxed);
+    let unique = field_id(&format!("{}#{n}", quote!(#input)));
+    let mac = format_ident!(
+        "__llm_optimizer_processor_fields_of_{}_{:016x}",
+        name,
+        unique
+    );
+    let list = fields.iter().map(|f| {
+        let id = f.ident;
+        if is_float(f.ty) {
+            let ty = f.ty;
+            let text = quote!(#ty).to_string().replace(' ', "");
+            quote!(#id = #text)
+        } else {
+            quote!(#id)
+        }
+    });
+    quote! {
+        #[doc(hidden)]
+        #[macro_export]
+        #[allow(non_local_definitions)]
+        macro_rules! #mac {
+            ($($declaration:tt)*) => {
+                ::llm_optimizer_processor::pipeline! { @fields [#(#list),*] $($declaration)* }
+            };
+        }
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        #vis use #mac as #name;
     }
 }
 

@@ -1,6 +1,5 @@
 // Integer timestamps with a unit, SystemTime, and an event without key fields.
 use llm_optimizer_processor::prelude::*;
-use llm_optimizer_processor::dsl::Event as _;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]

@@ -430,6 +430,39 @@ fn check_watermark(cx: &Ctxt, e: &Expr) -> Option<(u64, Option<u64>, Option<u64>
     Some((bound?.millis, emit, idle))
 }
 
+/// Rule: every `key_by` field is a field of the event, and one that can be hashed and
+/// compared (the derive flags floating-point fields). Reported here, once, at the field:
+/// left to rustc, a missing field would be an error at every use of the key type.
+pub fn check_key_fields(
+    cx: &Ctxt,
+    model: &Model,
+    fields: &[super::EventFieldInfo],
+    event: &syn::Type,
+) {
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    let event = quote::quote!(#event).to_string().replace(' ', "");
+    for k in model.key.iter().flatten() {
+        let name = k.to_string();
+        match fields.iter().find(|f| f.name == name) {
+            None => cx.error_spanned_by(
+                k,
+                format!(
+                    "`{event}` has no field `{name}`{}",
+                    match did_you_mean(&name, &names) {
+                        s if s.is_empty() => format!("; its fields are {}", list(&names)),
+                        s => s,
+                    }
+                ),
+            ),
+            Some(super::EventFieldInfo { float: Some(ty), .. }) => cx.error_spanned_by(
+                k,
+                format!("`{name}` (`{ty}`) cannot be a key field: floating-point numbers are not `Eq` (NaN ≠ NaN) nor `Hash`; key by a string, an integer or an enum, or bucket the value first"),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
 /// Rule: `key_by` is a field or a parenthesized list of distinct fields.
 fn check_key_by(cx: &Ctxt, e: &Expr) -> Option<Vec<Ident>> {
     let exprs: Vec<&Expr> = match e {

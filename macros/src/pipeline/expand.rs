@@ -114,7 +114,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
         }
         // The field access and the Numeric bound are spanned on the user's field name.
         let pf = crate::event::private(f.span());
-        let read = quote_spanned!(f.span()=> #pf::Numeric::to_f64(&e.#f));
+        let read = quote_spanned!(user(f.span())=> #pf::Numeric::to_f64(&e.#f));
         acc_add.push(quote! {
             if let ::core::option::Option::Some(__v) = #read {
                 #(#fold)*
@@ -135,7 +135,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
         };
         let slot = format_ident!("{}_custom", a.name);
         let pf = crate::event::private(field.span());
-        let read = quote_spanned!(field.span()=> #pf::Numeric::to_f64(&e.#field));
+        let read = quote_spanned!(user(field.span())=> #pf::Numeric::to_f64(&e.#field));
         let tr = quote!(<_ as #p::Aggregator<f64, #acc_ty, #out>>);
         acc_fields.push(quote!(#slot: #acc_ty));
         acc_init.push(quote!(#slot: #tr::create_accumulator(&#agg)));
@@ -168,7 +168,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
             let gets = keys
                 .iter()
                 .zip(&ids)
-                .map(|(k, id)| quote_spanned!(k.span()=> <#event as #p::Field<#id>>::get(e)));
+                .map(|(k, id)| quote_spanned!(user(k.span())=> <#event as #p::Field<#id>>::get(e)));
             let idx = (0..keys.len()).map(syn::Index::from);
             let asserts = keys
                 .iter()
@@ -495,6 +495,13 @@ pub fn fallback(decl: &PipelineDecl) -> TokenStream {
             }
         }
     }
+}
+
+/// A span located at the user's token (errors point there) that resolves names like the
+/// rest of the generated code, so the generated locals (`e`) are in scope. The two differ
+/// when `pipeline!` runs inside the event's field-list macro (`event::fields_macro`).
+fn user(span: proc_macro2::Span) -> proc_macro2::Span {
+    span.resolved_at(proc_macro2::Span::call_site())
 }
 
 /// The percentiles asked of `field`, in declaration order, without repeats.

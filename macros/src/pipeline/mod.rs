@@ -4,16 +4,49 @@ mod ast;
 mod check;
 mod expand;
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
+use quote::quote;
+
+/// Events named like the runtime's built-in ones are not asked for their field list: the
+/// prelude exports the built-in `FeedbackEvent` (and its list, in the macro namespace),
+/// and a user's own `FeedbackEvent` (as in DESIGN.md) would make `FeedbackEvent!`
+/// ambiguous (rustc lets a derive-made import shadow a glob import only when unused).
+/// Their key fields are checked by rustc through `Field<N>` instead.
+const BUILTIN_EVENTS: &[&str] = &["FeedbackEvent"];
 
 pub fn expand(input: TokenStream) -> TokenStream {
+    let (fields, input) = match split_fields(input) {
+        Ok(split) => split,
+        Err(e) => return e.to_compile_error(),
+    };
     let digest = digest(&input);
-    let decl: ast::PipelineDecl = match syn::parse2(input) {
+    let decl: ast::PipelineDecl = match syn::parse2(input.clone()) {
         Ok(d) => d,
         Err(e) => return e.to_compile_error(),
     };
     let cx = crate::ctxt::Ctxt::new();
     let model = check::check(&cx, &decl);
+    if let (Some(model), None) = (&model, &fields) {
+        // Named key fields are checked against the event's field list, which the derive
+        // hands back through a macro named like the event (see `event::fields_macro`).
+        if model.key.is_some() && !cx.has_errors() {
+            if let syn::Type::Path(p) = &decl.event {
+                let builtin = p
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|s| BUILTIN_EVENTS.iter().any(|b| s.ident == b));
+                if p.qself.is_none() && !builtin {
+                    cx.check().expect("a model, so no errors");
+                    let path = &p.path;
+                    return quote!(#path! { #input });
+                }
+            }
+        }
+    }
+    if let (Some(model), Some(fields)) = (&model, &fields) {
+        check::check_key_fields(&cx, model, fields, &decl.event);
+    }
     match cx.check() {
         Ok(()) => expand::generate(&decl, &model.expect("no errors, so a model"), &digest),
         // Quiet failure: the error, plus the types the user expects, so that one mistake
@@ -24,6 +57,48 @@ pub fn expand(input: TokenStream) -> TokenStream {
             out
         }
     }
+}
+
+/// A field of the event, as the derive lists it: its name, and its type when that type
+/// cannot be a key (a floating-point number).
+pub struct EventFieldInfo {
+    pub name: String,
+    pub float: Option<String>,
+}
+
+/// `@fields [a, b = "f64", …] <declaration>` (the derive's answer) or the declaration alone.
+fn split_fields(input: TokenStream) -> syn::Result<(Option<Vec<EventFieldInfo>>, TokenStream)> {
+    let mut tokens = input.clone().into_iter();
+    let (Some(TokenTree::Punct(at)), Some(TokenTree::Ident(kw)), Some(TokenTree::Group(list))) =
+        (tokens.next(), tokens.next(), tokens.next())
+    else {
+        return Ok((None, input));
+    };
+    if at.as_char() != '@' || kw != "fields" || list.delimiter() != Delimiter::Bracket {
+        return Ok((None, input));
+    }
+    let parser = |s: syn::parse::ParseStream| {
+        let mut out = Vec::new();
+        while !s.is_empty() {
+            let name: syn::Ident = s.parse()?;
+            let float = if s.peek(syn::Token![=]) {
+                s.parse::<syn::Token![=]>()?;
+                Some(s.parse::<syn::LitStr>()?.value())
+            } else {
+                None
+            };
+            out.push(EventFieldInfo {
+                name: name.to_string(),
+                float,
+            });
+            if !s.is_empty() {
+                s.parse::<syn::Token![,]>()?;
+            }
+        }
+        Ok(out)
+    };
+    let fields = syn::parse::Parser::parse2(parser, list.stream())?;
+    Ok((Some(fields), tokens.collect()))
 }
 
 /// FNV-1a of the declaration without its leading attributes (doc comments): recorded in

@@ -539,6 +539,8 @@ where
 pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) name: String,
     pub(super) source: SourceChoice<T>,
+    /// Read by the Kafka run loop only.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(super) kafka_timestamp_fallback: bool,
     pub(super) watermark: Box<dyn WatermarkGenerator>,
     pub(super) window: WindowSpec,
