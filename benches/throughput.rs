@@ -13,12 +13,14 @@
 use llm_optimizer_processor::aggregation::{
     AggregationKind, AggregationSpec, PercentileAccumulator, StdDevAccumulator,
 };
+use llm_optimizer_processor::event::{FeedbackDecoder, FeedbackFields};
 use llm_optimizer_processor::operator::{Fired, WindowOperator};
 use llm_optimizer_processor::pipeline::{DynamicPlan, Envelope, Fed};
 use llm_optimizer_processor::prelude::*;
 use llm_optimizer_processor::watermark::WatermarkGenerator;
 use llm_optimizer_processor::window::WindowSpec;
 use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
@@ -93,33 +95,104 @@ impl Output {
     }
 }
 
-/// Drives a plan with the real watermark generator and operator, synchronously; sums what
-/// every emitted row (updates included) reports.
-fn drive<P, I, B, R>(plan: &P, spec: WindowSpec, events: I, read: R) -> Output
-where
-    P: Plan<Event = FeedbackEvent>,
-    I: Iterator<Item = B>,
-    B: std::borrow::Borrow<FeedbackEvent>,
-    R: Fn(&P::Row) -> (u64, f64),
-{
-    drive_with(plan, spec, events, read, |op| op, usize::MAX, |_| {})
+/// Where a driver's events come from: an iterator (pre-parsed events or serde_json's), or
+/// JSON lines decoded by a [`FeedbackDecoder`] into one reused event.
+trait Events {
+    fn each(self, f: impl FnMut(&FeedbackEvent));
 }
 
-/// [`drive`], with the operator set up by `setup` and `every(op)` called after every
-/// `n`-th event.
-fn drive_with<P, I, B, R>(
+impl<I: Iterator<Item = B>, B: std::borrow::Borrow<FeedbackEvent>> Events for I {
+    fn each(self, mut f: impl FnMut(&FeedbackEvent)) {
+        for e in self {
+            f(e.borrow());
+        }
+    }
+}
+
+/// JSON lines through the specialized decoder.
+struct Decoded<L> {
+    lines: L,
+    decoder: FeedbackDecoder,
+}
+
+impl<'a, L: Iterator<Item = &'a [u8]>> Events for Decoded<L> {
+    fn each(self, mut f: impl FnMut(&FeedbackEvent)) {
+        let mut e = FeedbackEvent::default();
+        for l in self.lines {
+            self.decoder
+                .decode_into(l, &mut e)
+                .expect("generated lines decode");
+            f(&e);
+        }
+    }
+}
+
+/// Watermark-to-emit latency: for each row fired by a watermark advance, the time from
+/// the advance (the watermark generator returning a new watermark) to the row being
+/// emitted. Log buckets, 16 per power of two (≤ 6 % error), no allocation while recording.
+struct Latency {
+    buckets: Vec<u64>,
+}
+
+impl Latency {
+    fn new() -> Self {
+        Latency {
+            buckets: vec![0; 64 * 16],
+        }
+    }
+
+    fn record(&mut self, ns: u64) {
+        let ns = ns.max(1);
+        let e = 63 - ns.leading_zeros() as usize;
+        let sub = if e >= 4 { (ns >> (e - 4)) & 15 } else { 0 } as usize;
+        self.buckets[e * 16 + sub] += 1;
+    }
+
+    /// The upper bound (ns) of the bucket holding quantile `q`.
+    fn quantile(&self, q: f64) -> u64 {
+        let total: u64 = self.buckets.iter().sum();
+        let target = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= target {
+                let (e, sub) = (i / 16, (i % 16) as u64);
+                return if e >= 4 {
+                    (17 + sub) << (e - 4)
+                } else {
+                    1 << (e + 1)
+                };
+            }
+        }
+        0
+    }
+}
+
+/// Drives a plan with the real watermark generator and operator, synchronously; sums what
+/// every emitted row (updates included) reports.
+fn drive<P, R>(plan: &P, spec: WindowSpec, events: impl Events, read: R) -> Output
+where
+    P: Plan<Event = FeedbackEvent>,
+    R: Fn(&P::Row) -> (u64, f64),
+{
+    drive_with(plan, spec, events, read, |op| op, usize::MAX, |_| {}, None)
+}
+
+/// [`drive`], with the operator set up by `setup`, `every(op)` called after every `n`-th
+/// event, and the watermark-to-emit latency of fired rows recorded into `latency`.
+#[allow(clippy::too_many_arguments, reason = "a benchmark driver's knobs")]
+fn drive_with<P, R>(
     plan: &P,
     spec: WindowSpec,
-    events: I,
+    events: impl Events,
     read: R,
     setup: impl FnOnce(WindowOperator<P::Key, P::Func>) -> WindowOperator<P::Key, P::Func>,
     n: usize,
     mut every: impl FnMut(&mut WindowOperator<P::Key, P::Func>),
+    mut latency: Option<&mut Latency>,
 ) -> Output
 where
     P: Plan<Event = FeedbackEvent>,
-    I: Iterator<Item = B>,
-    B: std::borrow::Borrow<FeedbackEvent>,
     R: Fn(&P::Row) -> (u64, f64),
 {
     let mut op: WindowOperator<P::Key, P::Func> =
@@ -133,26 +206,32 @@ where
         count_sum: 0,
         value_sum: 0.0,
     };
+    let advancing: Cell<Option<Instant>> = Cell::new(None);
     let mut emit = |f: Fired<'_, P::Key, _>| {
         let row = plan.row(&func, f);
+        if let (Some(l), Some(t)) = (latency.as_deref_mut(), advancing.get()) {
+            l.record(t.elapsed().as_nanos() as u64);
+        }
         let (c, v) = read(&row);
         out.rows += 1;
         out.count_sum += c;
         out.value_sum += v;
     };
-    for (i, e) in events.enumerate() {
+    let mut i = 0;
+    events.each(|e| {
         let pw = wm.partition_watermark(0);
-        if let Ok(Fed::Offered(ts, _)) =
-            plan.feed(&mut op, pw, e.borrow(), Envelope::default(), &mut emit)
-        {
+        if let Ok(Fed::Offered(ts, _)) = plan.feed(&mut op, pw, e, Envelope::default(), &mut emit) {
             if let Some(w) = wm.on_event(0, ts, now) {
+                advancing.set(Some(Instant::now()));
                 op.advance_to(w, &mut emit);
+                advancing.set(None);
             }
         }
-        if (i + 1) % n == 0 {
+        i += 1;
+        if i % n == 0 {
             every(&mut op);
         }
-    }
+    });
     op.flush(&mut emit);
     out
 }
@@ -161,18 +240,16 @@ where
 /// written, sealed by a RocksDB checkpoint) every `checkpoint_every` events, and, with
 /// `spill`, accumulators past that many go to RocksDB until they are needed.
 #[cfg(feature = "rocksdb")]
-fn drive_rocksdb<P, I, B, R>(
+fn drive_rocksdb<P, R>(
     plan: &P,
     spec: WindowSpec,
-    events: I,
+    events: impl Events,
     read: R,
     checkpoint_every: usize,
     spill: Option<usize>,
 ) -> Output
 where
     P: Plan<Event = FeedbackEvent>,
-    I: Iterator<Item = B>,
-    B: std::borrow::Borrow<FeedbackEvent>,
     R: Fn(&P::Row) -> (u64, f64),
 {
     use llm_optimizer_processor::state::{RocksDBStateBackend, StateBackend};
@@ -204,6 +281,7 @@ where
             })
             .expect("checkpoint");
         },
+        None,
     )
 }
 
@@ -347,17 +425,22 @@ struct Measured {
     name: String,
     rates: Vec<f64>,
     allocations_per_event: f64,
+    /// Highest heap above what was live when the run started (the input is not counted).
+    peak_bytes: u64,
     output: Output,
 }
 
-fn measure(name: &str, n: usize, f: &mut dyn FnMut() -> Output) -> (f64, f64, Output) {
+/// One run: events/s, allocations per event, peak heap growth, output.
+fn measure(n: usize, f: &mut dyn FnMut() -> Output) -> (f64, f64, u64, Output) {
     let a0 = counting_alloc::allocations();
+    let live0 = counting_alloc::live_bytes();
+    counting_alloc::reset_peak();
     let t0 = Instant::now();
     let out = f();
     let secs = t0.elapsed().as_secs_f64();
     let allocs = (counting_alloc::allocations() - a0) as f64 / n as f64;
-    let _ = name;
-    (n as f64 / secs, allocs, out)
+    let peak = counting_alloc::peak_bytes().saturating_sub(live0);
+    (n as f64 / secs, allocs, peak, out)
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -424,6 +507,19 @@ fn main() {
             r.results.get("sum").copied().unwrap_or(0.0),
         )
     };
+    // The specialized decoder, told by each generated pipeline which fields it reads.
+    let decoder_for = |fields: Option<Vec<&'static str>>| {
+        FeedbackDecoder::new(match fields {
+            Some(f) => FeedbackFields::of(f).expect("the pipeline's fields are FeedbackEvent's"),
+            None => FeedbackFields::ALL,
+        })
+    };
+    let dec1 = decoder_for(Q1.fields_read());
+    let dec4 = decoder_for(Q4.fields_read());
+    let decoded = |decoder| Decoded {
+        lines: lines(),
+        decoder,
+    };
     let model_region: for<'a> fn(&'a FeedbackEvent) -> Pair<'a> = |e| Pair(&e.model, &e.region);
     let model_tenant: for<'a> fn(&'a FeedbackEvent) -> Pair<'a> = |e| Pair(&e.model, &e.tenant);
 
@@ -435,6 +531,21 @@ fn main() {
                 let c = lines().fold(0u64, |n, l| {
                     std::hint::black_box(parse(l));
                     n + 1
+                });
+                Output {
+                    rows: 0,
+                    count_sum: c,
+                    value_sum: 0.0,
+                }
+            }),
+        ),
+        (
+            "FeedbackDecoder parse only (Q1's fields)",
+            Box::new(|| {
+                let mut c = 0;
+                decoded(dec1).each(|e| {
+                    std::hint::black_box(e);
+                    c += 1;
                 });
                 Output {
                     rows: 0,
@@ -468,6 +579,10 @@ fn main() {
             Box::new(|| hand_tumbling(lines().map(parse), 60_000, model_region, true)),
         ),
         (
+            "Q1 generated, from JSON, specialized decoder",
+            Box::new(|| drive(&Q1, tumbling, decoded(dec1), |r: &Q1Row| (r.count, r.sum))),
+        ),
+        (
             "Q1 dynamic, from JSON",
             Box::new(|| drive(&d1, tumbling, lines().map(parse), dyn_read)),
         ),
@@ -494,6 +609,14 @@ fn main() {
         (
             "Q4 hand-written",
             Box::new(|| hand_tumbling(events.iter(), 60_000, model_tenant, false)),
+        ),
+        (
+            "Q4 generated, from JSON, specialized decoder",
+            Box::new(|| drive(&Q4, tumbling, decoded(dec4), |r: &Q4Row| (r.count, r.cost))),
+        ),
+        (
+            "Q4 hand-written, from JSON",
+            Box::new(|| hand_tumbling(lines().map(parse), 60_000, model_tenant, false)),
         ),
         (
             "Q4 dynamic",
@@ -544,6 +667,7 @@ fn main() {
             name: (*name).to_owned(),
             rates: Vec::new(),
             allocations_per_event: 0.0,
+            peak_bytes: 0,
             output: Output {
                 rows: 0,
                 count_sum: 0,
@@ -553,9 +677,11 @@ fn main() {
         .collect();
     for round in 0..rounds {
         for (i, (name, f)) in variants.iter_mut().enumerate() {
-            let (rate, allocs, out) = measure(name, n, f.as_mut());
+            let _ = name;
+            let (rate, allocs, peak, out) = measure(n, f.as_mut());
             results[i].rates.push(rate);
             results[i].allocations_per_event = allocs;
+            results[i].peak_bytes = results[i].peak_bytes.max(peak);
             results[i].output = out;
         }
         eprintln!("round {} of {rounds} done", round + 1);
@@ -591,7 +717,14 @@ fn main() {
         (d4o.rows, d4o.count_sum),
         "Q4 rows differ"
     );
-    assert!(out("Q1 generated").matches(&out("Q1 generated, from JSON")));
+    for v in [
+        "Q1 generated, from JSON",
+        "Q1 generated, from JSON, specialized decoder",
+    ] {
+        assert!(out("Q1 generated").matches(&out(v)), "{v} differs");
+    }
+    assert!(out("Q4 generated").matches(&out("Q4 generated, from JSON, specialized decoder")));
+    assert!(out("Q4 hand-written").matches(&out("Q4 hand-written, from JSON")));
     #[cfg(feature = "rocksdb")]
     {
         assert!(out("Q1 generated").matches(&out("Q1 generated, RocksDB checkpoints")));
@@ -615,20 +748,21 @@ fn main() {
         "{} events, {} round(s), medians (min–max) in events/s on one core\n",
         n, rounds
     );
-    println!("| variant | events/s | min–max | allocations/event | rows |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| variant | events/s | min–max | allocations/event | peak heap | rows |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for m in &results {
         let (lo, hi) = m
             .rates
             .iter()
             .fold((f64::MAX, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
         println!(
-            "| {} | {:.2}M | {:.2}–{:.2}M | {:.4} | {} |",
+            "| {} | {:.2}M | {:.2}–{:.2}M | {:.4} | {:.1} MiB | {} |",
             m.name,
             median(&m.rates) / 1e6,
             lo / 1e6,
             hi / 1e6,
             m.allocations_per_event,
+            m.peak_bytes as f64 / (1024.0 * 1024.0),
             m.output.rows
         );
     }
@@ -639,6 +773,18 @@ fn main() {
         ("Q1 generated, from JSON", "Q1 hand-written, from JSON"),
         ("Q1 generated, from JSON", "Q1 dynamic, from JSON"),
         ("Q1 generated, from JSON", "serde_json parse only"),
+        (
+            "Q1 generated, from JSON, specialized decoder",
+            "Q1 hand-written, from JSON",
+        ),
+        (
+            "FeedbackDecoder parse only (Q1's fields)",
+            "serde_json parse only",
+        ),
+        (
+            "Q4 generated, from JSON, specialized decoder",
+            "Q4 hand-written, from JSON",
+        ),
         ("Q2 generated", "Q1 generated"),
         ("Q2 generated", "Q2 dynamic"),
         ("Q3 generated", "Q3 dynamic"),
@@ -654,4 +800,68 @@ fn main() {
     ] {
         println!("| {a} / {b} | {:.2}× |", rate(a) / rate(b));
     }
+
+    // Watermark-to-emit latency, in a separate untimed run per query (reading the clock
+    // per row would slow the timed runs).
+    println!("\n| watermark-to-emit latency | rows fired by the watermark | p50 | p99 | max bucket |\n|---|---:|---:|---:|---:|");
+    let lat = |name: &str, run: &mut dyn FnMut(&mut Latency)| {
+        let mut l = Latency::new();
+        run(&mut l);
+        let rows: u64 = l.buckets.iter().sum();
+        println!(
+            "| {name} | {rows} | {:.1} µs | {:.1} µs | {:.1} µs |",
+            l.quantile(0.5) as f64 / 1e3,
+            l.quantile(0.99) as f64 / 1e3,
+            l.quantile(1.0) as f64 / 1e3
+        );
+    };
+
+    lat("Q1 generated", &mut |l| {
+        drive_with(
+            &Q1,
+            tumbling,
+            events.iter(),
+            |r: &Q1Row| (r.count, r.sum),
+            |op| op,
+            usize::MAX,
+            |_| {},
+            Some(l),
+        );
+    });
+    lat("Q2 generated", &mut |l| {
+        drive_with(
+            &Q2,
+            sliding,
+            events.iter(),
+            |r: &Q2Row| (r.count, r.sum),
+            |op| op,
+            usize::MAX,
+            |_| {},
+            Some(l),
+        );
+    });
+    lat("Q3 generated", &mut |l| {
+        drive_with(
+            &Q3,
+            session,
+            events.iter(),
+            |r: &Q3Row| (r.count, r.cost),
+            |op| op,
+            usize::MAX,
+            |_| {},
+            Some(l),
+        );
+    });
+    lat("Q4 generated", &mut |l| {
+        drive_with(
+            &Q4,
+            tumbling,
+            events.iter(),
+            |r: &Q4Row| (r.count, r.cost),
+            |op| op,
+            usize::MAX,
+            |_| {},
+            Some(l),
+        );
+    });
 }

@@ -326,6 +326,28 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
         quote!(let #all = acc.#pct.percentiles(&[#(#ps),*]);)
     });
     let key_assoc = quote_spanned!(key_span=> type Key = #key_type;);
+    let fields_read = if m.filter.is_some() {
+        quote!(::core::option::Option::None)
+    } else {
+        let mut read: Vec<String> = m.key.iter().flatten().map(|k| k.to_string()).collect();
+        for a in &m.aggs {
+            let f = a.kind.field();
+            if let Some(f) = f.map(|f| f.to_string()) {
+                if !read.contains(&f) {
+                    read.push(f);
+                }
+            }
+        }
+        let default_key = m
+            .key
+            .is_none()
+            .then(|| quote!(__read.extend_from_slice(<#event as #p::Event>::KEY_FIELDS);));
+        quote! {
+            let mut __read = ::std::vec![<#event as #p::Event>::TIMESTAMP_FIELD, #(#read),*];
+            #default_key
+            ::core::option::Option::Some(__read)
+        }
+    };
 
     quote! {
         #(#attrs)*
@@ -436,6 +458,10 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
                 };
                 let __key = #key_ref;
                 ::core::result::Result::Ok((__ts, #p::key_hash(&__key)))
+            }
+
+            fn fields_read(&self) -> ::core::option::Option<::std::vec::Vec<&'static str>> {
+                #fields_read
             }
 
             fn row(&self, _: &#func, fired: #p::Fired<'_, Self::Key, #acc>) -> #row {

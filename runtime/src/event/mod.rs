@@ -2,10 +2,12 @@
 //! [`GroupingKey`] of the dynamic builder, and the built-in event types.
 
 mod builtin;
+mod feedback_decoder;
 mod grouping_key;
 pub mod timestamp_format;
 
 pub use builtin::{FeedbackEvent, PerformanceMetricsEvent};
+pub use feedback_decoder::{FeedbackDecoder, FeedbackFields, UnknownField};
 pub use grouping_key::GroupingKey;
 
 use chrono::{DateTime, Utc};

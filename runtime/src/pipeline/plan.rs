@@ -77,6 +77,13 @@ pub trait Plan: Send + Sync + 'static {
         std::any::type_name::<Self>().to_owned()
     }
 
+    /// The event fields the plan reads (timestamp, key and measured fields), or `None`
+    /// when it cannot say (a `filter` closure may read anything). A decoder may skip the
+    /// others, as [`FeedbackDecoder`](crate::event::FeedbackDecoder) does.
+    fn fields_read(&self) -> Option<Vec<&'static str>> {
+        None
+    }
+
     /// The row of a fired window.
     fn row(
         &self,
