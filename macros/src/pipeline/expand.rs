@@ -343,6 +343,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
             .is_none()
             .then(|| quote!(__read.extend_from_slice(<#event as #p::Event>::KEY_FIELDS);));
         quote! {
+            #[allow(unused_mut)]
             let mut __read = ::std::vec![<#event as #p::Event>::TIMESTAMP_FIELD, #(#read),*];
             #default_key
             ::core::option::Option::Some(__read)

@@ -8,8 +8,14 @@
 //! [`serde::de::IgnoredAny`], and reads the usual `YYYY-MM-DDTHH:MM:SS.fffZ` timestamp
 //! without chrono's general RFC 3339 parser (other forms fall back to it).
 //!
-//! It is still serde_json underneath (its tokenizer, number parsing and error messages);
-//! what it drops is the generic path's allocations and work on unused fields.
+//! Two paths: a byte scanner ([`scan`]) for the common shape (a flat object of ASCII
+//! strings without escapes, numbers and literals), which skips unused values without
+//! parsing them and hands the numbers it needs to serde_json's number parser; and, for
+//! anything else, serde_json's deserializer driven by a visitor that writes into the
+//! event. The scanner accepts only what it fully checks, so both paths give the same
+//! event, and every error comes from the serde path with serde_json's message.
+
+mod scan;
 
 use super::FeedbackEvent;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -136,6 +142,11 @@ impl FeedbackDecoder {
     /// Decodes one JSON object into `event`, overwriting all of it (its string buffers
     /// are reused). On error `event` holds a partly decoded record: do not use it.
     pub fn decode_into(&self, json: &[u8], event: &mut FeedbackEvent) -> serde_json::Result<()> {
+        reset(event);
+        if scan::scan(json, self.fields, event) {
+            return Ok(());
+        }
+        // Not the common shape (or not valid): serde decides, and words any error.
         reset(event);
         let mut de = serde_json::Deserializer::from_slice(json);
         de.deserialize_map(EventVisitor {

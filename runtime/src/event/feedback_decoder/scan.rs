@@ -1,0 +1,248 @@
+//! The fast path of [`FeedbackDecoder`](super::FeedbackDecoder): a byte scanner for the
+//! common shape of a `FeedbackEvent` line, a flat JSON object of ASCII strings without
+//! escapes, numbers and literals.
+//!
+//! It accepts only what it fully checks: anything else (an escape, a non-ASCII byte, a
+//! nested value, a duplicate or missing field, a malformed token, a timestamp in another
+//! form) makes it give up, and the decoder runs the serde path on the same bytes, which
+//! decides (and words any error). Numbers of the fields read go through `serde_json`'s own
+//! number parser, so values are bit for bit those of the serde path.
+
+use crate::FeedbackEvent;
+use chrono::{DateTime, Utc};
+
+/// Decodes `json` into `e` (already reset) if it has the common shape; `false` if the
+/// serde path must decide.
+pub(super) fn scan(json: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -> bool {
+    scan_object(json, fields, e).is_some()
+}
+
+fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -> Option<()> {
+    let mut i = ws(b, 0);
+    if *b.get(i)? != b'{' {
+        return None;
+    }
+    i = ws(b, i + 1);
+    let mut seen: u16 = 0;
+    if *b.get(i)? == b'}' {
+        return None; // no timestamp
+    }
+    loop {
+        let (key, next) = string(b, i)?;
+        i = ws(b, next);
+        if *b.get(i)? != b':' {
+            return None;
+        }
+        i = ws(b, i + 1);
+        let field = super::index(std::str::from_utf8(key).ok()?);
+        match field {
+            Some(f) if seen & (1 << f) != 0 => return None, // duplicate: serde reports it
+            Some(f) => seen |= 1 << f,
+            None => {}
+        }
+        i = match field {
+            Some(f) if fields.has(f) => value(b, i, f, e)?,
+            _ => skip(b, i)?,
+        };
+        i = ws(b, i);
+        match *b.get(i)? {
+            b',' => i = ws(b, i + 1),
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    if seen & (1 << super::TIMESTAMP) == 0 || ws(b, i + 1) != b.len() {
+        return None;
+    }
+    Some(())
+}
+
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// A string of printable ASCII without escapes starting at `i`: its bytes and the index
+/// after its closing quote.
+fn string(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    if *b.get(i)? != b'"' {
+        return None;
+    }
+    let start = i + 1;
+    let len = b[start..].iter().position(|&c| c == b'"')?;
+    let s = &b[start..start + len];
+    if s.iter().any(|&c| !(0x20..0x7f).contains(&c) || c == b'\\') {
+        return None;
+    }
+    Some((s, start + len + 1))
+}
+
+/// A JSON number token starting at `i` (strict grammar) and the index after it.
+fn number(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    let mut j = i;
+    let digits = |j: &mut usize| {
+        let from = *j;
+        while b.get(*j).is_some_and(u8::is_ascii_digit) {
+            *j += 1;
+        }
+        *j > from
+    };
+    if b.get(j) == Some(&b'-') {
+        j += 1;
+    }
+    match b.get(j)? {
+        b'0' => j += 1,
+        b'1'..=b'9' => {
+            digits(&mut j);
+        }
+        _ => return None,
+    }
+    if b.get(j) == Some(&b'.') {
+        j += 1;
+        if !digits(&mut j) {
+            return None;
+        }
+    }
+    if matches!(b.get(j), Some(b'e' | b'E')) {
+        j += 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        if !digits(&mut j) {
+            return None;
+        }
+    }
+    Some((&b[i..j], j))
+}
+
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    b.get(i..i + word.len())
+        .filter(|w| *w == word)
+        .map(|_| i + word.len())
+}
+
+/// Skips one flat value (string, number, literal); `None` for nested values.
+fn skip(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string(b, i).map(|(_, j)| j),
+        b't' => literal(b, i, b"true"),
+        b'f' => literal(b, i, b"false"),
+        b'n' => literal(b, i, b"null"),
+        _ => number(b, i).map(|(_, j)| j),
+    }
+}
+
+fn f64_of(token: &[u8]) -> Option<f64> {
+    serde_json::from_slice(token).ok()
+}
+
+/// Reads field `f` into `e`.
+fn value(b: &[u8], i: usize, f: usize, e: &mut FeedbackEvent) -> Option<usize> {
+    let str_into = |s: &mut String| {
+        let (v, j) = string(b, i)?;
+        s.push_str(std::str::from_utf8(v).ok()?);
+        Some(j)
+    };
+    match f {
+        0 => str_into(&mut e.event_id),
+        1 => {
+            if b.get(i) == Some(&b'"') {
+                let (v, j) = string(b, i)?;
+                e.timestamp = super::utc_fast(v)?;
+                Some(j)
+            } else {
+                let (v, j) = number(b, i)?;
+                let ms: i64 = serde_json::from_slice(v).ok()?;
+                e.timestamp = DateTime::<Utc>::from_timestamp_millis(ms)?;
+                Some(j)
+            }
+        }
+        2 => str_into(&mut e.model),
+        3 => str_into(&mut e.region),
+        4 => str_into(&mut e.tenant),
+        5 | 6 | 9 => {
+            let (v, j) = number(b, i)?;
+            let x = f64_of(v)?;
+            match f {
+                5 => e.latency_ms = x,
+                6 => e.ttft_ms = x,
+                _ => e.cost_usd = x,
+            }
+            Some(j)
+        }
+        7 | 8 => {
+            let (v, j) = number(b, i)?;
+            let x: u32 = serde_json::from_slice(v).ok()?;
+            if f == 7 {
+                e.input_tokens = x;
+            } else {
+                e.output_tokens = x;
+            }
+            Some(j)
+        }
+        10 => match literal(b, i, b"null") {
+            Some(j) => {
+                e.rating = None;
+                Some(j)
+            }
+            None => {
+                let (v, j) = number(b, i)?;
+                e.rating = Some(f64_of(v)?);
+                Some(j)
+            }
+        },
+        _ => {
+            if let Some(j) = literal(b, i, b"true") {
+                e.success = true;
+                Some(j)
+            } else {
+                let j = literal(b, i, b"false")?;
+                e.success = false;
+                Some(j)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::FeedbackFields;
+    use super::*;
+
+    fn fast(json: &str) -> Option<FeedbackEvent> {
+        let mut e = FeedbackEvent::default();
+        scan(json.as_bytes(), FeedbackFields::ALL, &mut e).then_some(e)
+    }
+
+    #[test]
+    fn takes_the_common_shape() {
+        let line = r#"{"event_id":"ev-1","timestamp":"2026-01-01T00:00:00.720Z","model":"m","region":"r","tenant":"t","latency_ms":1328.738,"ttft_ms":397.61,"input_tokens":760,"output_tokens":212,"cost_usd":9.72e-4,"rating":null,"success":false,"extra":-0.5}"#;
+        let e = fast(line).expect("common shape");
+        assert_eq!(e, serde_json::from_str::<FeedbackEvent>(line).unwrap());
+        assert!(fast(r#" {"timestamp":1767225600720} "#).is_some());
+    }
+
+    #[test]
+    fn gives_up_on_anything_else() {
+        for json in [
+            r#"{"timestamp":1,"model":"caf\u00e9"}"#,
+            r#"{"timestamp":1,"model":"café"}"#,
+            r#"{"timestamp":1,"extra":{"a":1}}"#,
+            r#"{"timestamp":1,"extra":[1]}"#,
+            r#"{"timestamp":"2026-01-01T00:00:00+02:00"}"#,
+            r#"{"timestamp":1,"timestamp":2}"#,
+            r#"{"model":"m"}"#,
+            r#"{"timestamp":1,"latency_ms":01}"#,
+            r#"{"timestamp":1,"latency_ms":1.}"#,
+            r#"{"timestamp":1,"input_tokens":1.5}"#,
+            r#"{"timestamp":1,"success":nul}"#,
+            r#"{"timestamp":1,}"#,
+            r#"{"timestamp":1} x"#,
+            r#"{}"#,
+        ] {
+            assert!(fast(json).is_none(), "took {json}");
+        }
+    }
+}
