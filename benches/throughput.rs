@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench throughput              # full: 1M events, 5 interleaved rounds
 //! cargo bench --bench throughput -- --quick   # 20k events, 1 round (what `cargo test` runs)
+//! cargo bench --bench throughput -- --only "Q1 generated"   # some variants, for a profiler
 //! ```
 //!
 //! Every variant's result rows are checked against the generated operator's before any
@@ -851,6 +852,29 @@ fn main() {
                 )
             }),
         ));
+    }
+
+    // `--only <prefix>`: run just the variants whose name starts with it (for profiling;
+    // the agreement checks and ratios need every variant, so they are skipped).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(prefix) = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+    {
+        for (name, f) in variants
+            .iter_mut()
+            .filter(|(n, _)| n.starts_with(prefix.as_str()))
+        {
+            for _ in 0..rounds {
+                let (rate, allocs, _, _) = measure(n, f.as_mut());
+                println!(
+                    "{name}: {:.2}M events/s, {allocs:.4} allocations/event",
+                    rate / 1e6
+                );
+            }
+        }
+        return;
     }
 
     let mut results: Vec<Measured> = variants

@@ -34,7 +34,7 @@ fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -
             return None;
         }
         i = ws(b, i + 1);
-        let field = super::index(std::str::from_utf8(key).ok()?);
+        let field = field_of(key);
         match field {
             Some(f) if seen & (1 << f) != 0 => return None, // duplicate: serde reports it
             Some(f) => seen |= 1 << f,
@@ -57,6 +57,25 @@ fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -
     Some(())
 }
 
+/// A field's index by its name's bytes (as `super::index`, without a UTF-8 check).
+fn field_of(key: &[u8]) -> Option<usize> {
+    Some(match key {
+        b"event_id" => 0,
+        b"timestamp" => 1,
+        b"model" => 2,
+        b"region" => 3,
+        b"tenant" => 4,
+        b"latency_ms" => 5,
+        b"ttft_ms" => 6,
+        b"input_tokens" => 7,
+        b"output_tokens" => 8,
+        b"cost_usd" => 9,
+        b"rating" => 10,
+        b"success" => 11,
+        _ => return None,
+    })
+}
+
 fn ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
         i += 1;
@@ -71,12 +90,14 @@ fn string(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
         return None;
     }
     let start = i + 1;
-    let len = b[start..].iter().position(|&c| c == b'"')?;
-    let s = &b[start..start + len];
-    if s.iter().any(|&c| !(0x20..0x7f).contains(&c) || c == b'\\') {
+    // One pass: the closing quote, or a byte that needs the serde path.
+    let len = b[start..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c))?;
+    if b[start + len] != b'"' {
         return None;
     }
-    Some((s, start + len + 1))
+    Some((&b[start..start + len], start + len + 1))
 }
 
 /// A JSON number token starting at `i` (strict grammar) and the index after it.
@@ -222,6 +243,14 @@ mod tests {
         let e = fast(line).expect("common shape");
         assert_eq!(e, serde_json::from_str::<FeedbackEvent>(line).unwrap());
         assert!(fast(r#" {"timestamp":1767225600720} "#).is_some());
+    }
+
+    #[test]
+    fn knows_the_fields_by_their_bytes() {
+        for name in super::super::NAMES {
+            assert_eq!(field_of(name.as_bytes()), super::super::index(name));
+        }
+        assert_eq!(field_of(b"latency"), None);
     }
 
     #[test]
