@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench --bench throughput              # full: 1M events, 5 interleaved rounds
 //! cargo bench --bench throughput -- --quick   # 20k events, 1 round (what `cargo test` runs)
-//! cargo bench --bench throughput -- --only "Q1 generated"   # some variants, for a profiler
+//! cargo bench --bench throughput -- --only "Q1 generated"   # one variant, for a profiler
 //! ```
 //!
 //! Every variant's result rows are checked against the generated operator's before any
@@ -208,6 +208,7 @@ where
         value_sum: 0.0,
     };
     let advancing: Cell<Option<Instant>> = Cell::new(None);
+    let latency_on = latency.is_some();
     let mut emit = |f: Fired<'_, P::Key, _>| {
         let row = plan.row(&func, f);
         if let (Some(l), Some(t)) = (latency.as_deref_mut(), advancing.get()) {
@@ -223,7 +224,9 @@ where
         let pw = wm.partition_watermark(0);
         if let Ok(Fed::Offered(ts, _)) = plan.feed(&mut op, pw, e, Envelope::default(), &mut emit) {
             if let Some(w) = wm.on_event(0, ts, now) {
-                advancing.set(Some(Instant::now()));
+                if latency_on {
+                    advancing.set(Some(Instant::now()));
+                }
                 op.advance_to(w, &mut emit);
                 advancing.set(None);
             }
@@ -311,6 +314,42 @@ struct HandAcc {
     pct: PercentileAccumulator,
 }
 
+/// The row a hand-written loop hands on: what the generated pipeline's row holds (the key's
+/// strings, the window's bounds, the statistics), built the same way, so that both do the
+/// same work per row.
+#[allow(dead_code, reason = "built for its cost, read by `black_box`")]
+struct HandRow {
+    k0: String,
+    k1: String,
+    window_start: chrono::DateTime<chrono::Utc>,
+    window_end: chrono::DateTime<chrono::Utc>,
+    count: u64,
+    sum: f64,
+    stats: [Option<f64>; 7],
+}
+
+fn hand_row(
+    out: &mut Output,
+    key: &(String, String),
+    start: i64,
+    size: i64,
+    acc: &HandAcc,
+    stats: [Option<f64>; 7],
+) {
+    std::hint::black_box(HandRow {
+        k0: key.0.clone(),
+        k1: key.1.clone(),
+        window_start: llm_optimizer_processor::time::from_millis(start),
+        window_end: llm_optimizer_processor::time::from_millis(start + size),
+        count: acc.count,
+        sum: acc.sum,
+        stats,
+    });
+    out.rows += 1;
+    out.count_sum += acc.count;
+    out.value_sum += acc.sum;
+}
+
 /// Tumbling windows by hand: keys interned once, accumulators per (key, window start),
 /// windows fired in end order as the watermark passes, late events dropped, events within
 /// the lateness re-emitting their window at once. `full`: Q1's statistics of latency;
@@ -331,22 +370,25 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
         count_sum: 0,
         value_sum: 0.0,
     };
-    let emit = |out: &mut Output, acc: &HandAcc| {
-        if full {
-            std::hint::black_box((
-                acc.sum / acc.count as f64,
-                acc.min,
-                acc.max,
-                acc.sd.population(),
-            ));
-            std::hint::black_box(acc.pct.percentiles(&[50.0, 95.0, 99.0]));
-        } else {
-            std::hint::black_box(acc.pct.percentile(99.0));
-        }
-        out.rows += 1;
-        out.count_sum += acc.count;
-        out.value_sum += acc.sum;
-    };
+    let mut names: Vec<(String, String)> = Vec::new();
+    let emit =
+        |out: &mut Output, names: &[(String, String)], id: u32, start: i64, acc: &HandAcc| {
+            let stats = if full {
+                let p = acc.pct.percentiles(&[50.0, 95.0, 99.0]);
+                [
+                    Some(acc.sum / acc.count as f64),
+                    Some(acc.min),
+                    Some(acc.max),
+                    Some(acc.sd.population()),
+                    p[0],
+                    p[1],
+                    p[2],
+                ]
+            } else {
+                [acc.pct.percentile(99.0), None, None, None, None, None, None]
+            };
+            hand_row(out, &names[id as usize], start, size, acc, stats);
+        };
     for e in events {
         let e = e.borrow();
         let ts = e.timestamp.timestamp_millis();
@@ -359,6 +401,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
                 None => {
                     let id = keys.len() as u32;
                     keys.insert((k.0.to_owned(), k.1.to_owned()), id);
+                    names.push((k.0.to_owned(), k.1.to_owned()));
                     id
                 }
             };
@@ -383,7 +426,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
                 acc.pct.add(e.latency_ms);
             }
             if start + size <= fired_upto {
-                emit(&mut out, acc); // an update within the allowed lateness
+                emit(&mut out, &names, id, start, acc); // an update within the allowed lateness
             }
         }
         max_ts = max_ts.max(ts);
@@ -395,7 +438,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
                 }
                 if s + size > fired_upto {
                     for id in ids {
-                        emit(&mut out, &accs[&(*id, s)]);
+                        emit(&mut out, &names, *id, s, &accs[&(*id, s)]);
                     }
                 }
             }
@@ -413,7 +456,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
     for (s, ids) in std::mem::take(&mut open) {
         if s + size > fired_upto {
             for id in ids {
-                emit(&mut out, &accs[&(id, s)]);
+                emit(&mut out, &names, id, s, &accs[&(id, s)]);
             }
         }
     }
@@ -458,18 +501,18 @@ impl HandAcc {
         self.pct.clear();
     }
 
-    /// Q1's statistics, as a row would report them.
-    fn report(&self, out: &mut Output) {
-        std::hint::black_box((
-            self.sum / self.count as f64,
-            self.min,
-            self.max,
-            self.sd.population(),
-        ));
-        std::hint::black_box(self.pct.percentiles(&[50.0, 95.0, 99.0]));
-        out.rows += 1;
-        out.count_sum += self.count;
-        out.value_sum += self.sum;
+    /// Q1's statistics.
+    fn stats(&self) -> [Option<f64>; 7] {
+        let p = self.pct.percentiles(&[50.0, 95.0, 99.0]);
+        [
+            Some(self.sum / self.count as f64),
+            Some(self.min),
+            Some(self.max),
+            Some(self.sd.population()),
+            p[0],
+            p[1],
+            p[2],
+        ]
     }
 }
 
@@ -495,7 +538,9 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
     };
     let mut window = HandAcc::fresh();
     let mut ids: Vec<u32> = Vec::new();
+    let mut names: Vec<(String, String)> = Vec::new();
     let report = |panes: &hashbrown::HashMap<(u32, i64), HandAcc>,
+                  names: &[(String, String)],
                   window: &mut HandAcc,
                   out: &mut Output,
                   id: u32,
@@ -508,10 +553,18 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
             }
             p += slide;
         }
-        window.report(out);
+        hand_row(
+            out,
+            &names[id as usize],
+            start,
+            size,
+            window,
+            window.stats(),
+        );
     };
     // Fires the windows ending in (from, to] that hold data, for their keys.
     let fire = |panes: &hashbrown::HashMap<(u32, i64), HandAcc>,
+                names: &[(String, String)],
                 open: &BTreeMap<i64, Vec<u32>>,
                 window: &mut HandAcc,
                 ids: &mut Vec<u32>,
@@ -534,7 +587,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
             ids.sort_unstable();
             ids.dedup();
             for &id in ids.iter() {
-                report(panes, window, out, id, end - size);
+                report(panes, names, window, out, id, end - size);
             }
             end += slide;
         }
@@ -552,6 +605,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
                 None => {
                     let id = keys.len() as u32;
                     keys.insert((k.0.to_owned(), k.1.to_owned()), id);
+                    names.push((k.0.to_owned(), k.1.to_owned()));
                     id
                 }
             };
@@ -567,7 +621,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
             while start <= pane {
                 let end = start + size;
                 if end <= fired_upto && end + LATENESS_MS > wm {
-                    report(&panes, &mut window, &mut out, id, start);
+                    report(&panes, &names, &mut window, &mut out, id, start);
                 }
                 start += slide;
             }
@@ -577,6 +631,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
         if wm > fired_upto {
             fire(
                 &panes,
+                &names,
                 &open,
                 &mut window,
                 &mut ids,
@@ -598,6 +653,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
     let last = open.last_key_value().map_or(fired_upto, |(p, _)| p + size);
     fire(
         &panes,
+        &names,
         &open,
         &mut window,
         &mut ids,
@@ -854,7 +910,7 @@ fn main() {
         ));
     }
 
-    // `--only <prefix>`: run just the variants whose name starts with it (for profiling;
+    // `--only <name>`: run just that variant (for profiling;
     // the agreement checks and ratios need every variant, so they are skipped).
     let args: Vec<String> = std::env::args().collect();
     if let Some(prefix) = args
@@ -862,11 +918,9 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
     {
-        for (name, f) in variants
-            .iter_mut()
-            .filter(|(n, _)| n.starts_with(prefix.as_str()))
-        {
-            for _ in 0..rounds {
+        for (name, f) in variants.iter_mut().filter(|(n, _)| *n == prefix.as_str()) {
+            // Ten times the rounds, so that a profiler sees more of the run than the set-up.
+            for _ in 0..rounds * 10 {
                 let (rate, allocs, _, _) = measure(n, f.as_mut());
                 println!(
                     "{name}: {:.2}M events/s, {allocs:.4} allocations/event",

@@ -25,12 +25,14 @@ pub fn duration_millis(d: Duration) -> i64 {
 }
 
 /// Floor of `t` onto the grid `offset + k * step` (`step > 0`).
+#[inline]
 pub(crate) fn align_down(t: i64, step: i64, offset: i64) -> i64 {
     let rel = t.saturating_sub(offset);
     offset.saturating_add(rel - rel.rem_euclid(step))
 }
 
 /// Ceiling of `t` onto the grid `offset + k * step` (`step > 0`).
+#[inline]
 pub(crate) fn align_up(t: i64, step: i64, offset: i64) -> i64 {
     let down = align_down(t, step, offset);
     if down == t {

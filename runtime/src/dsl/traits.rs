@@ -49,12 +49,14 @@ pub trait EventTime {
 }
 
 impl EventTime for DateTime<Utc> {
+    #[inline]
     fn event_time_millis(&self) -> i64 {
         self.timestamp_millis()
     }
 }
 
 impl EventTime for SystemTime {
+    #[inline]
     fn event_time_millis(&self) -> i64 {
         match self.duration_since(SystemTime::UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),

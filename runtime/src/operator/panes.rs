@@ -8,12 +8,19 @@ use crate::time::{align_down, align_up};
 use crate::watermark::Watermark;
 use crate::window::{Window, WindowTrigger};
 
+// Small and on every event: `#[inline]` so they inline into the operator's generic code,
+// which is instantiated in the user's crate.
 impl Grid {
+    #[inline]
     fn pane_of(&self, t: i64) -> i64 {
         align_down(t, self.pane, self.offset)
     }
     /// End of the first window containing the pane starting at `p`.
+    #[inline]
     fn first_end(&self, p: i64) -> i64 {
+        if self.slide == self.size {
+            return p.saturating_add(self.size); // tumbling: the pane is the window
+        }
         align_up(
             p.saturating_add(self.pane).saturating_sub(self.size),
             self.slide,
@@ -22,20 +29,27 @@ impl Grid {
         .saturating_add(self.size)
     }
     /// End of the last window containing the pane starting at `p`.
+    #[inline]
     fn last_end(&self, p: i64) -> i64 {
+        if self.slide == self.size {
+            return p.saturating_add(self.size);
+        }
         align_down(p, self.slide, self.offset).saturating_add(self.size)
     }
     /// The smallest window end strictly greater than `t`.
+    #[inline]
     fn end_after(&self, t: i64) -> i64 {
         let end_offset = (self.offset + self.size).rem_euclid(self.slide);
         align_down(t, self.slide, end_offset).saturating_add(self.slide)
     }
+    #[inline]
     fn first_valid_end<A>(&self, s: &Segment<A>) -> i64 {
         self.first_end(s.start).max(s.min_end)
     }
 }
 
 /// Whether segment `s` counts in the window ending at `e`.
+#[inline]
 fn in_window<A>(g: &Grid, s: &Segment<A>, e: i64) -> bool {
     s.start >= e.saturating_sub(g.size) && s.start < e && s.min_end <= e
 }

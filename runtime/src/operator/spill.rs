@@ -103,9 +103,14 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
     /// Brings a spilled slot's accumulators back into memory.
     #[inline]
     pub(super) fn ensure_loaded(&mut self, id: u32) {
-        if !self.slots.get(id).spilled {
-            return;
+        if self.slots.get(id).spilled {
+            self.load_spilled(id);
         }
+    }
+
+    /// The slow part of [`ensure_loaded`](Self::ensure_loaded): read, decode, delete.
+    #[cold]
+    fn load_spilled(&mut self, id: u32) {
         let Some(sp) = self.spill.as_mut() else {
             return;
         };

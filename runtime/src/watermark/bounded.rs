@@ -55,6 +55,7 @@ impl BoundedOutOfOrdernessWatermark {
         self.bound
     }
 
+    #[inline]
     fn slot(&mut self, partition: u32, now: Instant) -> &mut PartitionClock {
         let i = partition as usize;
         if self.partitions.len() <= i {
@@ -87,6 +88,7 @@ impl BoundedOutOfOrdernessWatermark {
         }
     }
 
+    #[inline]
     fn advance(&mut self) -> Option<i64> {
         match self.combined() {
             Some(c) if c > self.emitted => {
@@ -99,6 +101,7 @@ impl BoundedOutOfOrdernessWatermark {
 }
 
 impl WatermarkGenerator for BoundedOutOfOrdernessWatermark {
+    #[inline]
     fn on_event(&mut self, partition: u32, event_time_ms: i64, now: Instant) -> Option<i64> {
         let p = self.slot(partition, now);
         p.seen = true;
@@ -122,6 +125,7 @@ impl WatermarkGenerator for BoundedOutOfOrdernessWatermark {
         self.advance()
     }
 
+    #[inline]
     fn partition_watermark(&self, partition: u32) -> i64 {
         match self.partitions.get(partition as usize) {
             Some(Some(p)) => p.max_event_time.saturating_sub(self.bound),
