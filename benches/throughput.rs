@@ -23,7 +23,7 @@ use llm_optimizer_processor::window::WindowSpec;
 use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 #[path = "../tests/support/counting_alloc.rs"]
@@ -298,8 +298,48 @@ impl Hash for Pair<'_> {
         (self.0, self.1).hash(h)
     }
 }
-impl hashbrown::Equivalent<(String, String)> for Pair<'_> {
-    fn equivalent(&self, k: &(String, String)) -> bool {
+
+/// Keys interned once: ids in a `hashbrown::HashTable`, the strings in a `Vec` (read back
+/// for rows), looked up by borrowed strings without allocating; what the generated
+/// operator's slot table does.
+#[derive(Default)]
+struct Interner {
+    table: hashbrown::HashTable<u32>,
+    names: Vec<(String, String)>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl Interner {
+    fn id(&mut self, k: Pair<'_>) -> u32 {
+        let h = self.hasher.hash_one(&k);
+        let names = &self.names;
+        if let Some(&id) = self
+            .table
+            .find(h, |&id| names[id as usize].equivalent_to(&k))
+        {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push((k.0.to_owned(), k.1.to_owned()));
+        let (names, hasher) = (&self.names, &self.hasher);
+        self.table.insert_unique(h, id, |&id| {
+            let n = &names[id as usize];
+            hasher.hash_one(Pair(&n.0, &n.1))
+        });
+        id
+    }
+
+    fn name(&self, id: u32) -> &(String, String) {
+        &self.names[id as usize]
+    }
+}
+
+trait EquivalentTo {
+    fn equivalent_to(&self, k: &Pair<'_>) -> bool;
+}
+
+impl EquivalentTo for (String, String) {
+    fn equivalent_to(&self, k: &Pair<'_>) -> bool {
         self.0 == k.0 && self.1 == k.1
     }
 }
@@ -360,7 +400,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
     key: for<'a> fn(&'a FeedbackEvent) -> Pair<'a>,
     full: bool,
 ) -> Output {
-    let mut keys: hashbrown::HashMap<(String, String), u32> = hashbrown::HashMap::new();
+    let mut keys = Interner::default();
     let mut accs: hashbrown::HashMap<(u32, i64), HandAcc> = hashbrown::HashMap::new();
     let mut open: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
     let mut fired_upto = i64::MIN;
@@ -370,25 +410,23 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
         count_sum: 0,
         value_sum: 0.0,
     };
-    let mut names: Vec<(String, String)> = Vec::new();
-    let emit =
-        |out: &mut Output, names: &[(String, String)], id: u32, start: i64, acc: &HandAcc| {
-            let stats = if full {
-                let p = acc.pct.percentiles(&[50.0, 95.0, 99.0]);
-                [
-                    Some(acc.sum / acc.count as f64),
-                    Some(acc.min),
-                    Some(acc.max),
-                    Some(acc.sd.population()),
-                    p[0],
-                    p[1],
-                    p[2],
-                ]
-            } else {
-                [acc.pct.percentile(99.0), None, None, None, None, None, None]
-            };
-            hand_row(out, &names[id as usize], start, size, acc, stats);
+    let emit = |out: &mut Output, keys: &Interner, id: u32, start: i64, acc: &HandAcc| {
+        let stats = if full {
+            let p = acc.pct.percentiles(&[50.0, 95.0, 99.0]);
+            [
+                Some(acc.sum / acc.count as f64),
+                Some(acc.min),
+                Some(acc.max),
+                Some(acc.sd.population()),
+                p[0],
+                p[1],
+                p[2],
+            ]
+        } else {
+            [acc.pct.percentile(99.0), None, None, None, None, None, None]
         };
+        hand_row(out, keys.name(id), start, size, acc, stats);
+    };
     for e in events {
         let e = e.borrow();
         let ts = e.timestamp.timestamp_millis();
@@ -396,15 +434,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
         let start = ts.div_euclid(size) * size;
         if start + size + LATENESS_MS > wm {
             let k = key(e);
-            let id = match keys.get(&k) {
-                Some(id) => *id,
-                None => {
-                    let id = keys.len() as u32;
-                    keys.insert((k.0.to_owned(), k.1.to_owned()), id);
-                    names.push((k.0.to_owned(), k.1.to_owned()));
-                    id
-                }
-            };
+            let id = keys.id(k);
             let acc = accs.entry((id, start)).or_insert_with(|| {
                 open.entry(start).or_default().push(id);
                 HandAcc {
@@ -426,7 +456,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
                 acc.pct.add(e.latency_ms);
             }
             if start + size <= fired_upto {
-                emit(&mut out, &names, id, start, acc); // an update within the allowed lateness
+                emit(&mut out, &keys, id, start, acc); // an update within the allowed lateness
             }
         }
         max_ts = max_ts.max(ts);
@@ -438,7 +468,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
                 }
                 if s + size > fired_upto {
                     for id in ids {
-                        emit(&mut out, &names, *id, s, &accs[&(*id, s)]);
+                        emit(&mut out, &keys, *id, s, &accs[&(*id, s)]);
                     }
                 }
             }
@@ -456,7 +486,7 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
     for (s, ids) in std::mem::take(&mut open) {
         if s + size > fired_upto {
             for id in ids {
-                emit(&mut out, &names, id, s, &accs[&(id, s)]);
+                emit(&mut out, &keys, id, s, &accs[&(id, s)]);
             }
         }
     }
@@ -526,7 +556,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
     size: i64,
     slide: i64,
 ) -> Output {
-    let mut keys: hashbrown::HashMap<(String, String), u32> = hashbrown::HashMap::new();
+    let mut keys = Interner::default();
     let mut panes: hashbrown::HashMap<(u32, i64), HandAcc> = hashbrown::HashMap::new();
     let mut open: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
     let mut fired_upto = i64::MIN;
@@ -538,9 +568,8 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
     };
     let mut window = HandAcc::fresh();
     let mut ids: Vec<u32> = Vec::new();
-    let mut names: Vec<(String, String)> = Vec::new();
     let report = |panes: &hashbrown::HashMap<(u32, i64), HandAcc>,
-                  names: &[(String, String)],
+                  keys: &Interner,
                   window: &mut HandAcc,
                   out: &mut Output,
                   id: u32,
@@ -553,18 +582,11 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
             }
             p += slide;
         }
-        hand_row(
-            out,
-            &names[id as usize],
-            start,
-            size,
-            window,
-            window.stats(),
-        );
+        hand_row(out, keys.name(id), start, size, window, window.stats());
     };
     // Fires the windows ending in (from, to] that hold data, for their keys.
     let fire = |panes: &hashbrown::HashMap<(u32, i64), HandAcc>,
-                names: &[(String, String)],
+                keys: &Interner,
                 open: &BTreeMap<i64, Vec<u32>>,
                 window: &mut HandAcc,
                 ids: &mut Vec<u32>,
@@ -587,7 +609,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
             ids.sort_unstable();
             ids.dedup();
             for &id in ids.iter() {
-                report(panes, names, window, out, id, end - size);
+                report(panes, keys, window, out, id, end - size);
             }
             end += slide;
         }
@@ -600,15 +622,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
         // The latest window holding this pane starts at it: late only if that one is.
         if pane + size + LATENESS_MS > wm {
             let k = Pair(&e.model, &e.region);
-            let id = match keys.get(&k) {
-                Some(id) => *id,
-                None => {
-                    let id = keys.len() as u32;
-                    keys.insert((k.0.to_owned(), k.1.to_owned()), id);
-                    names.push((k.0.to_owned(), k.1.to_owned()));
-                    id
-                }
-            };
+            let id = keys.id(k);
             panes
                 .entry((id, pane))
                 .or_insert_with(|| {
@@ -621,7 +635,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
             while start <= pane {
                 let end = start + size;
                 if end <= fired_upto && end + LATENESS_MS > wm {
-                    report(&panes, &names, &mut window, &mut out, id, start);
+                    report(&panes, &keys, &mut window, &mut out, id, start);
                 }
                 start += slide;
             }
@@ -631,7 +645,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
         if wm > fired_upto {
             fire(
                 &panes,
-                &names,
+                &keys,
                 &open,
                 &mut window,
                 &mut ids,
@@ -653,7 +667,7 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
     let last = open.last_key_value().map_or(fired_upto, |(p, _)| p + size);
     fire(
         &panes,
-        &names,
+        &keys,
         &open,
         &mut window,
         &mut ids,
@@ -661,6 +675,149 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
         fired_upto,
         last,
     );
+    out
+}
+
+// ---------- the hand-written loop (session windows: Q3) ----------
+
+/// One session of a key, by hand.
+struct HandSession {
+    start: i64,
+    end: i64,
+    count: u64,
+    cost: f64,
+    rating_sum: f64,
+    rating_n: u64,
+    /// A row was emitted for it (a later one is an update).
+    emitted: bool,
+    /// Changed since its last row.
+    dirty: bool,
+}
+
+/// Sessions by hand: per key, disjoint sessions of `[ts, ts + gap)` merged when they overlap
+/// or touch; the merged session decides lateness; a session fires when the watermark passes
+/// its end (or at once when a late event changes one that already fired); sessions are
+/// dropped once the watermark passes their end plus the lateness. Timers are a `BTreeMap`
+/// from time to key ids. count, sum(cost_usd) and avg(rating) per (tenant, model).
+fn hand_sessions<B: std::borrow::Borrow<FeedbackEvent>>(
+    events: impl Iterator<Item = B>,
+    gap: i64,
+) -> Output {
+    let mut keys = Interner::default();
+    let mut sessions: Vec<Vec<HandSession>> = Vec::new();
+    let mut timers: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    let mut fired_upto = i64::MIN;
+    let mut max_ts = i64::MIN;
+    let mut out = Output {
+        rows: 0,
+        count_sum: 0,
+        value_sum: 0.0,
+    };
+    let row = |out: &mut Output, key: &(String, String), s: &HandSession| {
+        std::hint::black_box(HandRow {
+            k0: key.0.clone(),
+            k1: key.1.clone(),
+            window_start: llm_optimizer_processor::time::from_millis(s.start),
+            window_end: llm_optimizer_processor::time::from_millis(s.end),
+            count: s.count,
+            sum: s.cost,
+            stats: [
+                (s.rating_n > 0).then(|| s.rating_sum / s.rating_n as f64),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            ],
+        });
+        out.rows += 1;
+        out.count_sum += s.count;
+        out.value_sum += s.cost;
+    };
+    for e in events {
+        let e = e.borrow();
+        let ts = e.timestamp.timestamp_millis();
+        let wm = max_ts.saturating_sub(BOUND_MS);
+        let k = Pair(&e.tenant, &e.model);
+        let id = keys.id(k) as usize;
+        if id == sessions.len() {
+            sessions.push(Vec::new());
+        }
+        let list = &mut sessions[id];
+        let (mut lo, mut hi) = (ts, ts + gap);
+        for s in list.iter() {
+            if s.start <= hi && lo <= s.end {
+                lo = lo.min(s.start);
+                hi = hi.max(s.end);
+            }
+        }
+        if hi + LATENESS_MS > wm {
+            let mut merged = HandSession {
+                start: lo,
+                end: hi,
+                count: 0,
+                cost: 0.0,
+                rating_sum: 0.0,
+                rating_n: 0,
+                emitted: false,
+                dirty: true,
+            };
+            list.retain(|s| {
+                let overlaps = s.start <= hi && lo <= s.end;
+                if overlaps {
+                    merged.count += s.count;
+                    merged.cost += s.cost;
+                    merged.rating_sum += s.rating_sum;
+                    merged.rating_n += s.rating_n;
+                    merged.emitted |= s.emitted;
+                }
+                !overlaps
+            });
+            merged.count += 1;
+            merged.cost += e.cost_usd;
+            if let Some(r) = e.rating {
+                merged.rating_sum += r;
+                merged.rating_n += 1;
+            }
+            if hi <= fired_upto {
+                row(&mut out, keys.name(id as u32), &merged);
+                merged.emitted = true;
+                merged.dirty = false;
+                timers.entry(hi + LATENESS_MS).or_default().push(id as u32);
+            } else {
+                timers.entry(hi).or_default().push(id as u32);
+            }
+            list.push(merged);
+        }
+        max_ts = max_ts.max(ts);
+        let wm = max_ts.saturating_sub(BOUND_MS);
+        if wm > fired_upto {
+            fired_upto = wm;
+            while let Some(entry) = timers.first_entry() {
+                if *entry.key() > wm {
+                    break;
+                }
+                for id in entry.remove() {
+                    let list = &mut sessions[id as usize];
+                    for s in list.iter_mut() {
+                        if s.dirty && s.end <= wm {
+                            row(&mut out, keys.name(id), s);
+                            s.emitted = true;
+                            s.dirty = false;
+                            timers.entry(s.end + LATENESS_MS).or_default().push(id);
+                        }
+                    }
+                    list.retain(|s| s.end + LATENESS_MS > wm);
+                }
+            }
+        }
+    }
+    for (id, list) in sessions.iter().enumerate() {
+        for s in list.iter().filter(|s| s.dirty) {
+            row(&mut out, keys.name(id as u32), s);
+        }
+    }
     out
 }
 
@@ -848,6 +1005,10 @@ fn main() {
             Box::new(|| drive(&Q3, session, events.iter(), |r: &Q3Row| (r.count, r.cost))),
         ),
         (
+            "Q3 hand-written",
+            Box::new(|| hand_sessions(events.iter(), 30_000)),
+        ),
+        (
             "Q3 dynamic",
             Box::new(|| drive(&d3, session, events.iter(), dyn_read)),
         ),
@@ -965,7 +1126,7 @@ fn main() {
             .expect("variant exists")
             .output
     };
-    for q in ["Q1", "Q2", "Q4"] {
+    for q in ["Q1", "Q2", "Q3", "Q4"] {
         let g = out(&format!("{q} generated"));
         let h = out(&format!("{q} hand-written"));
         assert!(
@@ -1058,6 +1219,7 @@ fn main() {
         ("Q2 generated", "Q1 generated"),
         ("Q2 generated", "Q2 hand-written"),
         ("Q2 generated", "Q2 dynamic"),
+        ("Q3 generated", "Q3 hand-written"),
         ("Q3 generated", "Q3 dynamic"),
         ("Q4 generated", "Q4 hand-written"),
         ("Q4 generated", "Q4 dynamic"),
