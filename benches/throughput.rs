@@ -22,7 +22,8 @@ use llm_optimizer_processor::watermark::WatermarkGenerator;
 use llm_optimizer_processor::window::WindowSpec;
 use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
@@ -697,15 +698,17 @@ struct HandSession {
 /// Sessions by hand: per key, disjoint sessions of `[ts, ts + gap)` merged when they overlap
 /// or touch; the merged session decides lateness; a session fires when the watermark passes
 /// its end (or at once when a late event changes one that already fired); sessions are
-/// dropped once the watermark passes their end plus the lateness. Timers are a `BTreeMap`
-/// from time to key ids. count, sum(cost_usd) and avg(rating) per (tenant, model).
+/// dropped once the watermark passes their end plus the lateness. Timers are a binary heap
+/// of (time, key id), as in the operator. count, sum(cost_usd) and avg(rating) per (tenant, model).
 fn hand_sessions<B: std::borrow::Borrow<FeedbackEvent>>(
     events: impl Iterator<Item = B>,
     gap: i64,
 ) -> Output {
     let mut keys = Interner::default();
     let mut sessions: Vec<Vec<HandSession>> = Vec::new();
-    let mut timers: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    let mut timers: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
+    // Per key, the time of its one pending timer (an earlier wake replaces it).
+    let mut next: Vec<i64> = Vec::new();
     let mut fired_upto = i64::MIN;
     let mut max_ts = i64::MIN;
     let mut out = Output {
@@ -743,6 +746,7 @@ fn hand_sessions<B: std::borrow::Borrow<FeedbackEvent>>(
         let id = keys.id(k) as usize;
         if id == sessions.len() {
             sessions.push(Vec::new());
+            next.push(i64::MAX);
         }
         let list = &mut sessions[id];
         let (mut lo, mut hi) = (ts, ts + gap);
@@ -784,9 +788,11 @@ fn hand_sessions<B: std::borrow::Borrow<FeedbackEvent>>(
                 row(&mut out, keys.name(id as u32), &merged);
                 merged.emitted = true;
                 merged.dirty = false;
-                timers.entry(hi + LATENESS_MS).or_default().push(id as u32);
-            } else {
-                timers.entry(hi).or_default().push(id as u32);
+            }
+            let wake = if merged.dirty { hi } else { hi + LATENESS_MS };
+            if wake < next[id] {
+                next[id] = wake;
+                timers.push(Reverse((wake, id as u32)));
             }
             list.push(merged);
         }
@@ -794,21 +800,31 @@ fn hand_sessions<B: std::borrow::Borrow<FeedbackEvent>>(
         let wm = max_ts.saturating_sub(BOUND_MS);
         if wm > fired_upto {
             fired_upto = wm;
-            while let Some(entry) = timers.first_entry() {
-                if *entry.key() > wm {
+            while let Some(&Reverse((at, id))) = timers.peek() {
+                if at > wm {
                     break;
                 }
-                for id in entry.remove() {
-                    let list = &mut sessions[id as usize];
-                    for s in list.iter_mut() {
-                        if s.dirty && s.end <= wm {
-                            row(&mut out, keys.name(id), s);
-                            s.emitted = true;
-                            s.dirty = false;
-                            timers.entry(s.end + LATENESS_MS).or_default().push(id);
-                        }
+                timers.pop();
+                if next[id as usize] != at {
+                    continue; // replaced by an earlier wake, already handled
+                }
+                let list = &mut sessions[id as usize];
+                for s in list.iter_mut() {
+                    if s.dirty && s.end <= wm {
+                        row(&mut out, keys.name(id), s);
+                        s.emitted = true;
+                        s.dirty = false;
                     }
-                    list.retain(|s| s.end + LATENESS_MS > wm);
+                }
+                list.retain(|s| s.end + LATENESS_MS > wm);
+                let wake = list
+                    .iter()
+                    .map(|s| if s.dirty { s.end } else { s.end + LATENESS_MS })
+                    .min()
+                    .unwrap_or(i64::MAX);
+                next[id as usize] = wake;
+                if wake != i64::MAX {
+                    timers.push(Reverse((wake, id)));
                 }
             }
         }
