@@ -24,9 +24,8 @@ mod sessions;
 mod slots;
 mod snapshot;
 mod spill;
+mod timers;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::hash::Hash;
 
 use crate::error::ProcessorResult;
@@ -112,7 +111,7 @@ pub struct WindowOperator<K, F: WindowFunction, T = EventTimeTrigger> {
     func: F,
     trigger: T,
     slots: Slots<K, F::Acc>,
-    timers: BinaryHeap<Reverse<(i64, u32)>>,
+    timers: timers::Timers,
     watermark: i64,
     scratch: Option<F::Acc>,
     /// Accumulators of purged windows, reset and reused for new ones, so that steady
@@ -184,13 +183,14 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
             }),
             WindowSpec::Session { gap } => Mode::Sessions { gap },
         };
+        let timers = timers::Timers::new(matches!(mode, Mode::Panes(_)));
         Ok(WindowOperator {
             mode,
             lateness: allowed_lateness_ms.max(0),
             func,
             trigger,
             slots: Slots::default(),
-            timers: BinaryHeap::new(),
+            timers,
             watermark: i64::MIN,
             scratch: None,
             pool: Vec::new(),
@@ -254,20 +254,19 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
             return;
         }
         self.watermark = watermark;
-        while let Some(&Reverse((t, id))) = self.timers.peek() {
-            if t > watermark {
-                break;
+        while let Some((t, ids)) = self.timers.take_due(watermark) {
+            for &id in &ids {
+                if self.slots.timer_at(id) != Some(t) {
+                    continue; // rescheduled since
+                }
+                self.slots.clear_timer(id);
+                self.ensure_loaded(id);
+                match self.mode {
+                    Mode::Panes(grid) => self.pane_timer(grid, id, emit),
+                    Mode::Sessions { .. } => self.session_timer(id, emit),
+                }
             }
-            self.timers.pop();
-            if self.slots.timer_at(id) != Some(t) {
-                continue;
-            }
-            self.slots.clear_timer(id);
-            self.ensure_loaded(id);
-            match self.mode {
-                Mode::Panes(grid) => self.pane_timer(grid, id, emit),
-                Mode::Sessions { .. } => self.session_timer(id, emit),
-            }
+            self.timers.give_back(ids);
         }
     }
 
@@ -301,7 +300,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
 
     fn schedule(&mut self, id: u32, at: i64) {
         if self.slots.schedule(id, at) {
-            self.timers.push(Reverse((at, id)));
+            self.timers.push(at, id);
         }
     }
 }

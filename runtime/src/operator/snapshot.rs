@@ -4,7 +4,6 @@
 //! and the rows come out bit for bit the same.
 
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
 use std::hash::Hash;
 
 use super::slots::Segment;
@@ -120,7 +119,7 @@ impl<K: Hash + Eq, F: WindowFunction, T: WindowTrigger> WindowOperator<K, F, T> 
             }
             if k.timer_at != i64::MAX {
                 self.slots.schedule(id, k.timer_at);
-                self.timers.push(Reverse((k.timer_at, id)));
+                self.timers.push(k.timer_at, id);
             }
         }
     }
