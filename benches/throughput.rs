@@ -372,23 +372,23 @@ struct HandRow {
 fn hand_row(
     out: &mut Output,
     key: &(String, String),
-    start: i64,
-    size: i64,
-    acc: &HandAcc,
+    (start, end): (i64, i64),
+    count: u64,
+    sum: f64,
     stats: [Option<f64>; 7],
 ) {
     std::hint::black_box(HandRow {
         k0: key.0.clone(),
         k1: key.1.clone(),
         window_start: llm_optimizer_processor::time::from_millis(start),
-        window_end: llm_optimizer_processor::time::from_millis(start + size),
-        count: acc.count,
-        sum: acc.sum,
+        window_end: llm_optimizer_processor::time::from_millis(end),
+        count,
+        sum,
         stats,
     });
     out.rows += 1;
-    out.count_sum += acc.count;
-    out.value_sum += acc.sum;
+    out.count_sum += count;
+    out.value_sum += sum;
 }
 
 /// Tumbling windows by hand: keys interned once, accumulators per (key, window start),
@@ -426,7 +426,14 @@ fn hand_tumbling<B: std::borrow::Borrow<FeedbackEvent>>(
         } else {
             [acc.pct.percentile(99.0), None, None, None, None, None, None]
         };
-        hand_row(out, keys.name(id), start, size, acc, stats);
+        hand_row(
+            out,
+            keys.name(id),
+            (start, start + size),
+            acc.count,
+            acc.sum,
+            stats,
+        );
     };
     for e in events {
         let e = e.borrow();
@@ -583,7 +590,14 @@ fn hand_sliding<B: std::borrow::Borrow<FeedbackEvent>>(
             }
             p += slide;
         }
-        hand_row(out, keys.name(id), start, size, window, window.stats());
+        hand_row(
+            out,
+            keys.name(id),
+            (start, start + size),
+            window.count,
+            window.sum,
+            window.stats(),
+        );
     };
     // Fires the windows ending in (from, to] that hold data, for their keys.
     let fire = |panes: &hashbrown::HashMap<(u32, i64), HandAcc>,
@@ -717,26 +731,9 @@ fn hand_sessions<B: std::borrow::Borrow<FeedbackEvent>>(
         value_sum: 0.0,
     };
     let row = |out: &mut Output, key: &(String, String), s: &HandSession| {
-        std::hint::black_box(HandRow {
-            k0: key.0.clone(),
-            k1: key.1.clone(),
-            window_start: llm_optimizer_processor::time::from_millis(s.start),
-            window_end: llm_optimizer_processor::time::from_millis(s.end),
-            count: s.count,
-            sum: s.cost,
-            stats: [
-                (s.rating_n > 0).then(|| s.rating_sum / s.rating_n as f64),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-            ],
-        });
-        out.rows += 1;
-        out.count_sum += s.count;
-        out.value_sum += s.cost;
+        let rating = (s.rating_n > 0).then(|| s.rating_sum / s.rating_n as f64);
+        let stats = [rating, None, None, None, None, None, None];
+        hand_row(out, key, (s.start, s.end), s.count, s.cost, stats);
     };
     for e in events {
         let e = e.borrow();
