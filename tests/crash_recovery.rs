@@ -1,7 +1,9 @@
-//! Crash recovery, end to end: the real `processor` binary over a generated file of 240k
-//! events with a short checkpoint interval, killed with SIGKILL at random moments and
-//! restarted each time, must write exactly the rows of an uninterrupted run (as a sorted
-//! set of lines, byte for byte). Damaged checkpoints fall back or fail with a clear error.
+//! Crash recovery, end to end: the real `processor` binary over a generated file of events
+//! with malformed and late lines and a short checkpoint interval, killed with SIGKILL at
+//! random moments after its checkpoints show progress and restarted each time, must write
+//! exactly the rows of an uninterrupted run (as a sorted set of lines, byte for byte), and
+//! exactly its dead letters and late records (as multisets: they carry the time they were
+//! written). Damaged checkpoints fall back or fail with a clear error.
 
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -56,11 +58,20 @@ fn input(dir: &Path) -> PathBuf {
         seed: 7,
         ..Default::default()
     }));
-    // A few malformed lines: dead-lettered, never lost or doubled in the rows.
-    for i in 0..3 {
-        let at = bytes.len() / 4 * (i + 1);
+    // Malformed lines (dead-lettered) and events from the first minute (late once the
+    // stream is well past it): never lost or doubled, in the rows or the side outputs.
+    for i in 0..40 {
+        let at = bytes.len() / 41 * (i + 1);
         let nl = at + bytes[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
-        bytes.splice(nl..nl, b"{not json\n".iter().copied());
+        let line = if i % 2 == 0 {
+            format!("{{not json {i}\n")
+        } else {
+            format!(
+                "{{\"timestamp\":\"2026-01-01T00:00:{:02}Z\",\"model\":\"late\",\"region\":\"r\",\"latency_ms\":{i}}}\n",
+                i
+            )
+        };
+        bytes.splice(nl..nl, line.into_bytes());
     }
     std::fs::write(&path, bytes).unwrap();
     path
@@ -113,40 +124,70 @@ fn assert_same_rows(expected: &[String], got: &[String], what: &str) {
     }
 }
 
-/// Kills the processor at `kills` random moments, restarting it each time, then lets the
+/// Kills the processor `kills` times, each time at a random moment after the start has
+/// written a checkpoint of its own (so that every restart tests a restore), then lets the
 /// last start run to the end. Returns the stderr of every start.
 fn run_with_kills(dir: &Path, events: &Path, full: Duration, kills: usize, seed: u64) -> String {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let checkpoints = dir.join("checkpoints");
     let mut logs = String::new();
-    let mut killed = 0;
-    let mut starts = 0;
-    while killed < kills {
-        starts += 1;
-        assert!(
-            starts < kills * 4,
-            "the processor kept finishing before it could be killed"
-        );
-        let log = dir.join(format!("start-{starts}.log"));
+    for start in 1..=kills {
+        let log = dir.join(format!("start-{start}.log"));
+        let before = checkpoint_entries(&checkpoints).pop();
         let mut child = command(dir, events)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        // Somewhere in the first fifth of a whole run: a few checkpoints, or none.
-        let delay = full.mul_f64(rng.random_range(0.03..0.2));
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            killed += 1;
+        let deadline = Instant::now() + full * 4 + Duration::from_secs(30);
+        while checkpoint_entries(&checkpoints).pop() == before {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "start {start} ended before writing a checkpoint:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "start {start} wrote no checkpoint in time"
+            );
+            std::thread::sleep(Duration::from_millis(2));
         }
-        let status = child.wait().unwrap();
+        std::thread::sleep(full.mul_f64(rng.random_range(0.0..0.04)));
+        let finished = child.try_wait().unwrap().is_some();
+        assert!(
+            !finished,
+            "start {start} finished before it could be killed; the input is too small for this machine"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
         logs.push_str(&std::fs::read_to_string(&log).unwrap());
-        if status.success() {
-            // Finished before the kill: its output is complete; start over for more kills.
-            panic!("run {starts} finished before it could be killed after {delay:?}; the input is too small for this machine");
-        }
     }
     logs.push_str(&run_to_end(dir, events));
     logs
+}
+
+/// The records of every side-output file (dead letters, late records), each as
+/// `file|kind|position|payload`, sorted: what must be the same after crashes.
+fn side_outputs(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("dead-letter")) else {
+        return lines;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".jsonl") {
+            continue;
+        }
+        for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("{name}: a torn line ({err}): {line}"));
+            lines.push(format!(
+                "{name}|{}|{}|{}",
+                v["kind"], v["position"], v["payload"]
+            ));
+        }
+    }
+    lines.sort();
+    lines
 }
 
 fn crash_and_compare(s: Scenario, seed: u64) {
@@ -164,12 +205,34 @@ fn crash_and_compare(s: Scenario, seed: u64) {
     let full = t0.elapsed();
     let expected = sorted_rows(&clean);
 
+    let expected_side = side_outputs(&clean);
+    let dead = expected_side
+        .iter()
+        .filter(|l| l.contains("deserialization"))
+        .count();
+    let late = expected_side
+        .iter()
+        .filter(|l| l.contains("\"late\""))
+        .count();
+    assert_eq!(dead, 20, "every malformed line is a dead letter");
+    assert!(late > 0, "the inserted events are late: {late}");
+
     let logs = run_with_kills(&crashy, &events, full, 5, seed);
-    assert!(
-        logs.contains("resuming from checkpoint"),
-        "no start resumed from a checkpoint:\n{logs}"
+    assert_eq!(
+        logs.matches("resuming from checkpoint").count(),
+        5,
+        "every restart resumes from a checkpoint:\n{logs}"
     );
     assert_same_rows(&expected, &sorted_rows(&crashy), "after 5 kills");
+    let side = side_outputs(&crashy);
+    assert!(
+        side == expected_side,
+        "side outputs after 5 kills: {} records instead of {} ({} missing, {} unexpected)",
+        side.len(),
+        expected_side.len(),
+        expected_side.iter().filter(|r| !side.contains(r)).count(),
+        side.iter().filter(|r| !expected_side.contains(r)).count(),
+    );
     // Nothing is left pending beside the output.
     let leftovers: Vec<_> = std::fs::read_dir(&crashy)
         .unwrap()

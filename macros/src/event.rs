@@ -272,6 +272,16 @@ fn generate(input: &DeriveInput, fields: &[EventField<'_>]) -> TokenStream {
         }
     });
     let assert_fn = format_ident!("__assert_{}_fields", name.to_string().to_lowercase());
+    let field_names: Vec<String> = fields
+        .iter()
+        .map(|f| f.ident.to_string().trim_start_matches("r#").to_owned())
+        .collect();
+    let deserialize_fields = crate::event_decode::deserialize_fields(input, &p);
+    let field_names_const = if deserialize_fields.is_empty() {
+        quote!()
+    } else {
+        quote!(const FIELD_NAMES: &'static [&'static str] = &[#(#field_names),*];)
+    };
     let fields_macro = fields_macro(input, fields);
 
     // The key types are spanned on the first key field, where a non-hashable type is reported.
@@ -317,6 +327,8 @@ fn generate(input: &DeriveInput, fields: &[EventField<'_>]) -> TokenStream {
                     #( __k.push(#key_names, #p::GroupKey::key_text(&self.#key_idents)); )*
                     __k
                 }
+                #field_names_const
+                #deserialize_fields
             }
             #(#field_impls)*
             #[allow(dead_code, non_snake_case)]

@@ -12,6 +12,7 @@
 mod ctxt;
 mod duration;
 mod event;
+mod event_decode;
 mod pipeline;
 mod similar;
 

@@ -38,6 +38,15 @@ pub enum ProcessorError {
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
     Serialization(String),
+    /// A record lacks a field its key is made of (it is dead-lettered: grouping it under
+    /// an empty key would invent a key nobody sent).
+    #[error("missing key field `{0}`")]
+    MissingKeyField(String),
+    /// A record is stamped further in the future than the clock-skew guard allows
+    /// (`watermark.max_future_skew_secs`); it would move the watermark past every
+    /// honest record.
+    #[error("clock skew: {0}")]
+    ClockSkew(String),
     /// The pipeline declaration is invalid; the message says what to change.
     #[error("invalid pipeline: {0}")]
     InvalidPipeline(String),
@@ -113,6 +122,8 @@ impl ProcessorError {
             ProcessorError::Kafka(_) => "kafka",
             ProcessorError::Deserialization(_) => "deserialization",
             ProcessorError::Serialization(_) => "serialization",
+            ProcessorError::MissingKeyField(_) => "missing_key_field",
+            ProcessorError::ClockSkew(_) => "clock_skew",
             ProcessorError::InvalidPipeline(_) => "invalid_pipeline",
             ProcessorError::Config(_) => "config",
             ProcessorError::Sink { .. } => "sink",

@@ -97,7 +97,7 @@ pub mod __private {
     pub use crate::event::GroupingKey;
     pub use crate::operator::{Admission, Fired, KeyRef, WindowFunction, WindowOperator};
     pub use crate::pipeline::{
-        key_hash, DynamicPlan, Envelope, Fed, Pipeline, PipelineBuilder, Plan,
+        key_hash, DynamicPlan, Envelope, Fed, JsonDecoder, Pipeline, PipelineBuilder, Plan,
     };
     pub use crate::time::from_millis;
     pub use crate::watermark::{

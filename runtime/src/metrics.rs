@@ -161,13 +161,17 @@ impl ProcessorMetrics {
         self.checkpoint_duration.observe(took.as_secs_f64());
     }
 
-    /// Records the time one event took.
+    /// Records the time one batch of events took (the run loops observe per batch).
     pub fn record_processing_latency(&self, d: Duration) {
         self.processing_latency.observe(d.as_secs_f64());
     }
     /// Counts an event read.
     pub fn record_event_processed(&self) {
         self.events_processed.inc();
+    }
+    /// Counts `n` events read (one batch).
+    pub fn record_events_processed(&self, n: u64) {
+        self.events_processed.inc_by(n);
     }
     /// Counts a late event.
     pub fn record_late_event(&self) {

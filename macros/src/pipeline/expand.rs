@@ -452,6 +452,14 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
                 ))
             }
 
+            #[inline]
+            fn event_time(&self, e: &#event, envelope: &mut #p::Envelope) -> #p::ProcessorResult<i64> {
+                ::core::result::Result::Ok(match envelope.timestamp {
+                    ::core::option::Option::Some(t) => t,
+                    ::core::option::Option::None => <#event as #p::Event>::event_time_millis(e),
+                })
+            }
+
             fn route(&self, e: &#event, envelope: &mut #p::Envelope) -> #p::ProcessorResult<(i64, u64)> {
                 let __ts = match envelope.timestamp {
                     ::core::option::Option::Some(t) => t,
@@ -463,6 +471,10 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
 
             fn fields_read(&self) -> ::core::option::Option<::std::vec::Vec<&'static str>> {
                 #fields_read
+            }
+
+            fn json_decoder(&self) -> #p::JsonDecoder<#event> {
+                #p::JsonDecoder::derived(#p::Plan::fields_read(self))
             }
 
             fn row(&self, _: &#func, fired: #p::Fired<'_, Self::Key, #acc>) -> #row {

@@ -75,6 +75,7 @@ pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<
         .with_name("processor")
         .with_buffer_size(p.buffer_size)
         .with_parallelism(p.parallelism)
+        .with_max_future_skew(secs(p.watermark.max_future_skew_secs))
         .with_key_fields(&keys)
         .with_value_field(p.measure.clone())
         .with_aggregations(spec)

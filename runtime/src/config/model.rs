@@ -188,8 +188,12 @@ pub struct WatermarkConfig {
     pub strategy: String,
     /// The out-of-orderness bound.
     pub max_out_of_orderness_secs: u64,
-    /// How often the watermark is pushed downstream (0: on every event).
+    /// How much event time passes between two pushes of the watermark downstream (0: on
+    /// every event). Event time, not a clock: the same input fires the same windows.
     pub emit_interval_secs: u64,
+    /// The clock-skew guard: a record stamped more than this far ahead of the wall clock
+    /// is dead-lettered and does not move the watermark (0: off).
+    pub max_future_skew_secs: u64,
 }
 
 impl Default for WatermarkConfig {
@@ -198,6 +202,7 @@ impl Default for WatermarkConfig {
             strategy: "bounded_out_of_orderness".into(),
             max_out_of_orderness_secs: 30,
             emit_interval_secs: 10,
+            max_future_skew_secs: 86_400,
         }
     }
 }

@@ -34,6 +34,24 @@ pub trait Event: Serialize + DeserializeOwned + Send + 'static {
     fn key_ref(&self) -> Self::KeyRef<'_>;
     /// The key as `(field, value)` pairs, for the dynamic builder and logs.
     fn grouping_key(&self) -> GroupingKey;
+
+    /// The Rust names of the fields, in declaration order: bit `i` of
+    /// [`deserialize_fields`](Self::deserialize_fields)' `read` stands for field `i`.
+    /// Empty when the event has no decoder of its own.
+    const FIELD_NAMES: &'static [&'static str] = &[];
+
+    /// Deserializes the event from a map (a JSON object), parsing only the fields whose
+    /// bit is set in `read` and skipping the others unread (they take their defaults).
+    /// `#[derive(Event)]` generates it for structs whose serde attributes it follows; the
+    /// default reads every field with serde's `Deserialize`.
+    fn deserialize_fields<'de, D>(d: D, read: u64) -> Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+        Self: Sized,
+    {
+        let _ = read;
+        <Self as serde::Deserialize>::deserialize(d)
+    }
 }
 
 /// A field type that can be an event time: `DateTime<Utc>` or `SystemTime` (integers take

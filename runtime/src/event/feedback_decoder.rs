@@ -80,6 +80,11 @@ impl FeedbackFields {
 #[error("`FeedbackEvent` has no field `{0}` (its fields are {names})", names = NAMES.join(", "))]
 pub struct UnknownField(pub String);
 
+/// The `'static` name of a field of [`FeedbackEvent`], if it has one by that name.
+pub(crate) fn static_name(name: &str) -> Option<&'static str> {
+    index(name).map(|i| NAMES[i])
+}
+
 /// A field's index by name: the scanner's byte table (one table for both paths).
 fn index(name: &str) -> Option<usize> {
     scan::field_of(name.as_bytes())
@@ -129,18 +134,43 @@ impl FeedbackDecoder {
     /// Decodes one JSON object into `event`, overwriting all of it (its string buffers
     /// are reused). On error `event` holds a partly decoded record: do not use it.
     pub fn decode_into(&self, json: &[u8], event: &mut FeedbackEvent) -> serde_json::Result<()> {
+        self.decode_present(json, event).map(drop)
+    }
+
+    /// [`decode_into`](Self::decode_into), returning which fields the record had (with a
+    /// value other than `null`): a field missing from the record is not the same as a
+    /// field that is zero.
+    ///
+    /// ```
+    /// use llm_optimizer_processor::event::{FeedbackDecoder, FeedbackFields};
+    /// use llm_optimizer_processor::FeedbackEvent;
+    ///
+    /// let decoder = FeedbackDecoder::new(FeedbackFields::ALL);
+    /// let mut event = FeedbackEvent::default();
+    /// let present = decoder
+    ///     .decode_present(br#"{"timestamp":0,"model":"m","latency_ms":null}"#, &mut event)
+    ///     .unwrap();
+    /// assert!(present.contains("model") && !present.contains("region"));
+    /// assert!(!present.contains("latency_ms")); // null: not measured
+    /// ```
+    pub fn decode_present(
+        &self,
+        json: &[u8],
+        event: &mut FeedbackEvent,
+    ) -> serde_json::Result<FeedbackFields> {
         reset(event);
-        if scan::scan(json, self.fields, event) {
-            return Ok(());
+        if let Some(seen) = scan::scan(json, self.fields, event) {
+            return Ok(FeedbackFields(seen));
         }
         // Not the common shape (or not valid): serde decides, and words any error.
         reset(event);
         let mut de = serde_json::Deserializer::from_slice(json);
-        de.deserialize_map(EventVisitor {
+        let seen = de.deserialize_map(EventVisitor {
             fields: self.fields,
             event,
         })?;
-        de.end()
+        de.end()?;
+        Ok(FeedbackFields(seen))
     }
 
     /// Decodes one JSON object into a new event.
@@ -173,13 +203,13 @@ struct EventVisitor<'a> {
 }
 
 impl<'de> Visitor<'de> for EventVisitor<'_> {
-    type Value = ();
+    type Value = u16;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a FeedbackEvent object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u16, A::Error> {
         let e = self.event;
         let mut seen: u16 = 0;
         while let Some(key) = map.next_key_seed(FieldKey)? {
@@ -196,24 +226,42 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                 continue;
             }
             match i {
-                0 => map.next_value_seed(StrInto(&mut e.event_id))?,
+                // A null string is a missing one (a null key field is a missing key field).
+                0 | 2 | 3 | 4 => {
+                    let into = match i {
+                        0 => &mut e.event_id,
+                        2 => &mut e.model,
+                        3 => &mut e.region,
+                        _ => &mut e.tenant,
+                    };
+                    if !map.next_value_seed(StrInto(into))? {
+                        seen &= !(1 << i);
+                    }
+                }
                 1 => e.timestamp = map.next_value_seed(Timestamp)?,
-                2 => map.next_value_seed(StrInto(&mut e.model))?,
-                3 => map.next_value_seed(StrInto(&mut e.region))?,
-                4 => map.next_value_seed(StrInto(&mut e.tenant))?,
-                5 => e.latency_ms = map.next_value()?,
-                6 => e.ttft_ms = map.next_value()?,
-                7 => e.input_tokens = map.next_value()?,
-                8 => e.output_tokens = map.next_value()?,
-                9 => e.cost_usd = map.next_value()?,
-                10 => e.rating = map.next_value()?,
+                // A null measure is a missing one (not measured), not a type error.
+                5..=10 => {
+                    let present = match i {
+                        5 => map.next_value::<Option<f64>>()?.map(|x| e.latency_ms = x),
+                        6 => map.next_value::<Option<f64>>()?.map(|x| e.ttft_ms = x),
+                        7 => map.next_value::<Option<u32>>()?.map(|x| e.input_tokens = x),
+                        8 => map
+                            .next_value::<Option<u32>>()?
+                            .map(|x| e.output_tokens = x),
+                        9 => map.next_value::<Option<f64>>()?.map(|x| e.cost_usd = x),
+                        _ => map.next_value::<Option<f64>>()?.map(|x| e.rating = Some(x)),
+                    };
+                    if present.is_none() {
+                        seen &= !(1 << i);
+                    }
+                }
                 _ => e.success = map.next_value()?,
             }
         }
         if seen & (1 << TIMESTAMP) == 0 {
             return Err(de::Error::missing_field("timestamp"));
         }
-        Ok(())
+        Ok(seen)
     }
 }
 
@@ -240,27 +288,31 @@ impl<'de> Visitor<'de> for FieldKey {
     }
 }
 
-/// A string value written into an existing buffer.
+/// A string value written into an existing buffer; `false` for `null` (left empty).
 struct StrInto<'a>(&'a mut String);
 
 impl<'de> DeserializeSeed<'de> for StrInto<'_> {
-    type Value = ();
+    type Value = bool;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for StrInto<'_> {
-    type Value = ();
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
         self.0.push_str(v);
-        Ok(())
+        Ok(true)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
     }
 }
 

@@ -70,3 +70,54 @@ impl fmt::Display for GroupingKey {
         Ok(())
     }
 }
+
+/// A [`GroupingKey`] borrowed from an event: its `(field, value)` pairs as string slices.
+/// It hashes and compares like the owned key, so the operator finds a key's state without
+/// building the key; the owned key is made only when the key is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyView<'a>(pub &'a [(&'a str, &'a str)]);
+
+impl std::hash::Hash for KeyView<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // A slice of `(&str, &str)` hashes as a `Vec<(String, String)>` does.
+        self.0.hash(state)
+    }
+}
+
+impl hashbrown::Equivalent<GroupingKey> for KeyView<'_> {
+    fn equivalent(&self, key: &GroupingKey) -> bool {
+        self.0.len() == key.fields.len()
+            && self
+                .0
+                .iter()
+                .zip(&key.fields)
+                .all(|((n, v), (kn, kv))| n == kn && v == kv)
+    }
+}
+
+impl crate::operator::KeyRef<GroupingKey> for KeyView<'_> {
+    fn to_key(&self) -> GroupingKey {
+        GroupingKey::from_fields(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashbrown::Equivalent;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn a_view_hashes_and_compares_like_the_owned_key() {
+        let s = hashbrown::DefaultHashBuilder::default();
+        let owned = GroupingKey::from_fields(&[("model", "m"), ("region", "eu")]);
+        let view = KeyView(&[("model", "m"), ("region", "eu")]);
+        assert_eq!(s.hash_one(&owned), s.hash_one(view));
+        assert!(view.equivalent(&owned));
+        assert!(!KeyView(&[("model", "m")]).equivalent(&owned));
+        assert_eq!(
+            <KeyView as crate::operator::KeyRef<GroupingKey>>::to_key(&view),
+            owned
+        );
+    }
+}

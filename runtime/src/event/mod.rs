@@ -7,8 +7,10 @@ mod grouping_key;
 pub mod timestamp_format;
 
 pub use builtin::{FeedbackEvent, PerformanceMetricsEvent};
+pub(crate) use feedback_decoder::static_name;
 pub use feedback_decoder::{FeedbackDecoder, FeedbackFields, UnknownField};
 pub use grouping_key::GroupingKey;
+pub(crate) use grouping_key::KeyView;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -21,6 +21,9 @@ use crate::window::{
     WindowSpec, WindowTrigger,
 };
 
+/// The clock-skew guard's default: one day ahead of the wall clock.
+pub const DEFAULT_MAX_FUTURE_SKEW: Duration = Duration::from_secs(86_400);
+
 pub(super) enum SourceChoice<T> {
     Source(Box<dyn EventSource<T>>),
     Kafka(KafkaConfig),
@@ -109,6 +112,7 @@ pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) shutdown: Option<super::run::Shutdown>,
     pub(super) parallelism: usize,
     pub(super) kafka_timestamp_fallback: bool,
+    pub(super) max_future_skew: Duration,
 }
 
 impl<T, P: Plan<Event = T>> std::fmt::Debug for PipelineBuilder<T, P> {
@@ -148,6 +152,7 @@ where
             shutdown: None,
             parallelism: 1,
             kafka_timestamp_fallback: false,
+            max_future_skew: DEFAULT_MAX_FUTURE_SKEW,
         }
     }
 
@@ -348,6 +353,15 @@ where
         self
     }
 
+    /// The clock-skew guard: a record stamped more than `skew` ahead of the wall clock
+    /// goes to the dead-letter sink (kind `clock_skew`) and does not move the watermark,
+    /// so one bad clock cannot push every later record behind the watermark. Default one
+    /// day; zero turns the guard off.
+    pub fn with_max_future_skew(mut self, skew: Duration) -> Self {
+        self.max_future_skew = skew;
+        self
+    }
+
     /// Records buffered between the source and the operator (backpressure bound).
     pub fn with_buffer_size(mut self, n: usize) -> Self {
         self.buffer_size = n;
@@ -433,6 +447,8 @@ where
             buffer_size: self.buffer_size,
             shutdown: self.shutdown,
             parallelism: self.parallelism,
+            max_future_skew_ms: (!self.max_future_skew.is_zero())
+                .then(|| duration_millis(self.max_future_skew)),
         })
     }
 }
@@ -494,10 +510,13 @@ where
         self
     }
 
-    /// Groups by these fields of the event (default: `model`, `region`; fields the event
-    /// lacks are left out of the key).
+    /// Groups by these fields of the event. A record that lacks one of them (or has it
+    /// `null`) goes to the dead-letter sink with `missing key field `…``: grouping it under
+    /// an empty key would invent a key nobody sent. Without this call the key is `model`,
+    /// `region`, and fields the event lacks are left out of it.
     pub fn with_key_fields<S: AsRef<str>>(mut self, fields: &[S]) -> Self {
         self.plan.extractor.key_fields = fields.iter().map(|f| f.as_ref().to_owned()).collect();
+        self.plan.extractor.keys_required = true;
         self
     }
 
@@ -557,6 +576,8 @@ pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) buffer_size: usize,
     pub(super) shutdown: Option<super::run::Shutdown>,
     pub(super) parallelism: usize,
+    /// The clock-skew guard (`None`: off).
+    pub(super) max_future_skew_ms: Option<i64>,
 }
 
 impl<T, P: Plan<Event = T>> std::fmt::Debug for Pipeline<T, P> {

@@ -6,7 +6,8 @@
 //! The protocol, per checkpoint `n`:
 //! 1. the run loop stops taking records (single worker), or sends a barrier through every
 //!    worker's queue (parallel), so the snapshot covers exactly the records read so far;
-//! 2. each sink stages its output since `n - 1` durably ([`EventSink::prepare_commit`]);
+//! 2. each sink — result sinks, the late side output and the dead-letter sink — stages
+//!    its output since `n - 1` durably ([`EventSink::prepare_commit`]);
 //! 3. operator state and a [`Meta`] record are written under `<pipeline>/__checkpoint/`,
 //!    then the backend seals checkpoint `n` atomically: a checkpoint that was not sealed
 //!    is never listed, so a crash half-way leaves `n - 1` as the latest;
@@ -34,8 +35,9 @@ use crate::operator::OperatorSnapshot;
 use crate::source::SourcePosition;
 use crate::state::StateBackend;
 
-/// Version of the checkpoint layout.
-const FORMAT: u32 = 1;
+/// Version of the checkpoint layout (2: side outputs staged with the checkpoint, the
+/// last watermark pushed downstream).
+const FORMAT: u32 = 2;
 
 /// Operator state is written in values of at most this size.
 const CHUNK: usize = 4 << 20;
@@ -60,6 +62,9 @@ pub(crate) struct Meta {
     pub summary: RunSummary,
     /// What each sink's `prepare_commit` returned, in the pipeline's sink order.
     pub sinks: Vec<Vec<u8>>,
+    /// What the side outputs' `prepare_commit` returned: the late side output (empty
+    /// without one), then the dead-letter sink.
+    pub side: Vec<Vec<u8>>,
 }
 
 impl Meta {
@@ -76,6 +81,7 @@ impl Meta {
             watermarks: Vec::new(),
             summary: RunSummary::default(),
             sinks: Vec::new(),
+            side: Vec::new(),
         }
     }
 }

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::builder::{Pipeline, SourceChoice};
-use super::plan::Plan;
-use super::run::{collect_rows, deliver_rows, encode_state, RecordPath, RunSummary, Shutdown};
+use super::plan::{Envelope, Plan};
+use super::run::{
+    collect_rows, deliver_rows, encode_state, RecordPath, RunSummary, Shutdown, SkewGuard,
+};
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::kafka::{
     start_consumer, Delivery, PartitionAssigned, PartitionCheckpoint, PartitionStore,
@@ -114,6 +116,7 @@ where
             buffer_size,
             shutdown,
             kafka_timestamp_fallback,
+            max_future_skew_ms: skew,
             ..
         } = self;
         let SourceChoice::Kafka(config) = source else {
@@ -140,6 +143,7 @@ where
         let late_sink = late_handler.as_ref().and_then(|h| h.side_output());
         let drop_late = late_handler.as_ref().is_some_and(|h| h.drops());
         let func = plan.function();
+        let decoder = plan.json_decoder();
         let checkpointing = store.as_ref().map(|store| Checkpointing {
             store,
             describe: &describe,
@@ -155,6 +159,7 @@ where
         let mut last_checkpoint = Instant::now();
         let mut checkpoint_id = 0u64;
         let mut stopped = false;
+        let mut fed_since_tick = false;
         tracing::info!(source = %source_name, group = %config.group_id, "pipeline started");
 
         loop {
@@ -165,7 +170,12 @@ where
                     None
                 }
                 _ = ticker.tick() => {
-                    if let Some(wm) = watermark.on_tick(Instant::now()) {
+                    let mut pushed = watermark.on_tick(Instant::now());
+                    if !fed_since_tick {
+                        pushed = watermark.on_source_idle().or(pushed);
+                    }
+                    fed_since_tick = false;
+                    if let Some(wm) = pushed {
                         for t in tasks.values_mut() {
                             t.op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
                         }
@@ -233,6 +243,7 @@ where
             let t0 = Instant::now();
             summary.events_in += 1;
             metrics.record_event_processed();
+            fed_since_tick = true;
             task.last_offset = Some(offset);
             let position = || {
                 format!(
@@ -241,6 +252,19 @@ where
                 )
             };
             let partition_wm = watermark.partition_watermark(pid);
+            let decoded = decoder
+                .decode(Payload::Bytes(payload.unwrap_or_default()))
+                .map(|(event, raw, envelope)| {
+                    let fallback_timestamp = record_time.filter(|_| kafka_timestamp_fallback);
+                    (
+                        event,
+                        raw,
+                        Envelope {
+                            fallback_timestamp,
+                            ..envelope
+                        },
+                    )
+                });
             let offered = RecordPath {
                 plan: &plan,
                 func: &func,
@@ -251,15 +275,9 @@ where
                 metrics: &metrics,
                 handler: &mut error_handler,
                 summary: &mut summary,
+                skew: skew.map(SkewGuard::now),
             }
-            .offer(
-                &mut task.op,
-                Payload::Bytes(payload.unwrap_or_default()),
-                partition_wm,
-                record_time.filter(|_| kafka_timestamp_fallback),
-                position,
-                &mut out,
-            )
+            .offer(&mut task.op, decoded, position, partition_wm, &mut out)
             .await?;
             let Some(event_time) = offered else { continue };
             if let Some(wm) = watermark.on_event(pid, event_time, t0) {

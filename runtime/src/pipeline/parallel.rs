@@ -1,9 +1,10 @@
-//! `parallelism` > 1: the run loop reads, decodes and judges each record against its
-//! partition's watermark, then routes it by key hash to one of N worker tasks, each with
-//! its own operator; watermark advances go to every worker in order with the events. Rows,
-//! late events and failures come back to one collector, which owns the sinks and the error
-//! handler. Each key lives in one worker, so the rows are those of a single worker; only
-//! their interleaving across keys differs.
+//! `parallelism` > 1: the reader task reads and decodes batches (see [`super::batch`]);
+//! the run loop judges each record against its partition's watermark and routes it by key
+//! hash to one of N worker tasks, each with its own operator, one message per worker per
+//! batch; watermark advances go to every worker in order with the events. Each worker
+//! answers a batch with one message of rows, late events, failures and counts, to one
+//! collector, which owns the sinks and the error handler. Each key lives in one worker,
+//! so the rows are those of a single worker; only their interleaving across keys differs.
 //!
 //! Checkpoints use barriers: the run loop sends the checkpoint's record (positions,
 //! watermarks) to the collector, then a barrier down every worker's queue, behind the
@@ -16,18 +17,18 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
+use super::batch::{Batch, BATCH};
 use super::checkpoint::{Checkpointer, Meta};
 use super::plan::{Envelope, Fed, Plan};
 use super::run::{
-    checkpoint_meta, collect_rows, dead_letter, decode, deliver_rows, encode_state, handle_bad,
+    checkpoint_meta, collect_rows, dead_letter, deliver_rows, encode_state, handle_bad,
     late_record, payload_text, send_late, take_checkpoint, Positions, RunSummary, Shutdown,
-    SinkSet,
+    SinkSet, SkewGuard,
 };
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::metrics::ProcessorMetrics;
 use crate::operator::{Admission, OperatorSnapshot, WindowFunction, WindowOperator};
 use crate::sink::{DeadLetterRecord, EventSink};
-use crate::source::SourceRecord;
 use crate::watermark::WatermarkGenerator;
 use crate::window::{WindowSpec, WindowTrigger};
 
@@ -37,7 +38,8 @@ pub(super) enum ToWorker<T> {
         envelope: Envelope,
         partition_watermark: i64,
         raw: Option<Vec<u8>>,
-        position: String,
+        /// Partition, line and byte offset, for the dead-letter position.
+        at: (u32, u64, u64),
     },
     Advance(i64),
     /// A checkpoint barrier: send the state; with `stop`, end without firing windows.
@@ -46,12 +48,43 @@ pub(super) enum ToWorker<T> {
     },
 }
 
+/// What one batch came to, in one message.
+pub(super) struct Done<R> {
+    pub rows: Vec<(R, bool)>,
+    pub accepted: u64,
+    pub filtered: u64,
+    pub late: Vec<DeadLetterRecord>,
+    pub bad: Vec<DeadLetterRecord>,
+}
+
+impl<R> Default for Done<R> {
+    fn default() -> Self {
+        Done {
+            rows: Vec::new(),
+            accepted: 0,
+            filtered: 0,
+            late: Vec::new(),
+            bad: Vec::new(),
+        }
+    }
+}
+
+impl<R> Done<R> {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+            && self.accepted == 0
+            && self.filtered == 0
+            && self.late.is_empty()
+            && self.bad.is_empty()
+    }
+}
+
+fn position((partition, sequence, offset): (u32, u64, u64)) -> String {
+    format!("partition {partition} line {sequence} (offset {offset})")
+}
+
 pub(super) enum Outcome<R> {
-    Rows(Vec<(R, bool)>),
-    Accepted,
-    Filtered,
-    Late(DeadLetterRecord),
-    Bad(DeadLetterRecord),
+    Batch(Done<R>),
     /// A checkpoint starts: its record, as the run loop knows it.
     Begin(Box<Meta>),
     /// A worker's state at the barrier.
@@ -82,12 +115,16 @@ pub(super) struct Parallel<P: Plan> {
     pub summary: RunSummary,
     pub positions: Positions,
     pub spill: Option<(Arc<dyn crate::operator::SpillStore>, usize)>,
+    /// The clock-skew guard (ms ahead of the wall clock), if on.
+    pub skew: Option<i64>,
+    /// The source is live: when it has nothing to read, the held watermark is pushed.
+    pub live: bool,
 }
 
 /// The run loop with N workers.
 pub(super) async fn run_parallel<T, P>(
     run: Parallel<P>,
-    mut rx: mpsc::Receiver<ProcessorResult<SourceRecord<T>>>,
+    mut rx: mpsc::Receiver<Batch<T>>,
     reader: tokio::task::JoinHandle<()>,
     mut watermark: Box<dyn WatermarkGenerator>,
     mut shutdown: Shutdown,
@@ -115,6 +152,8 @@ where
         summary,
         mut positions,
         spill,
+        skew,
+        live,
     } = run;
     let plan = Arc::new(plan);
     let mut schedule = checkpointer
@@ -144,15 +183,22 @@ where
     )?;
     let mut events_in = summary.events_in;
     let mut stopped = false;
+    let mut fed_since_tick = false;
+    let mut parts: Vec<Vec<ToWorker<T>>> = (0..parallelism).map(|_| Vec::new()).collect();
     loop {
-        let record = tokio::select! {
+        let batch = tokio::select! {
             r = rx.recv() => r,
             _ = &mut shutdown => {
                 stopped = true;
                 None
             }
             _ = ticker.tick() => {
-                if let Some(wm) = watermark.on_tick(Instant::now()) {
+                let mut pushed = watermark.on_tick(Instant::now());
+                if live && !fed_since_tick {
+                    pushed = watermark.on_source_idle().or(pushed);
+                }
+                fed_since_tick = false;
+                if let Some(wm) = pushed {
                     workers.advance(wm).await?;
                     metrics.record_watermark(wm);
                 }
@@ -170,52 +216,60 @@ where
                 continue;
             }
         };
-        let Some(record) = record else { break };
-        let record = record?;
+        let Some(batch) = batch else { break };
+        let batch = batch?;
+        fed_since_tick = true;
         let t0 = Instant::now();
-        events_in += 1;
-        metrics.record_event_processed();
-        let SourceRecord {
-            payload,
-            partition,
-            offset,
-            sequence,
-        } = record;
-        positions.record(partition, offset, sequence);
-        let position = || format!("partition {partition} line {sequence} (offset {offset})");
-        let (event, raw, mut envelope) = match decode(payload) {
-            Ok(d) => d,
-            Err((err, text)) => {
-                workers.report(bad(&err, &source_name, position(), text));
-                continue;
-            }
-        };
-        match plan.route(&event, &mut envelope) {
-            Err(err) => {
-                let text = payload_text(&event, raw.as_deref());
-                workers.report(bad(&err, &source_name, position(), text));
-            }
-            Ok((ts, hash)) => {
-                let partition_watermark = watermark.partition_watermark(partition);
-                let position = position();
-                workers
-                    .route(
-                        hash,
-                        ToWorker::Event {
-                            event,
-                            envelope,
-                            partition_watermark,
-                            raw,
-                            position,
-                        },
-                    )
-                    .await?;
-                if let Some(wm) = watermark.on_event(partition, ts, t0) {
-                    workers.advance(wm).await?;
-                    metrics.record_watermark(wm);
+        let guard = skew.map(SkewGuard::now);
+        events_in += batch.len() as u64;
+        metrics.record_events_processed(batch.len() as u64);
+        let mut found: Done<P::Row> = Done::default();
+        for item in batch {
+            let partition = item.partition;
+            positions.record(partition, item.offset, item.sequence);
+            let at = (partition, item.sequence, item.offset);
+            let (event, raw, mut envelope) = match item.decoded {
+                Ok(d) => d,
+                Err((err, text)) => {
+                    found
+                        .bad
+                        .push(dead_letter(&err, &source_name, position(at), text));
+                    continue;
+                }
+            };
+            let routed = plan.route(&event, &mut envelope).and_then(|(ts, hash)| {
+                match guard.and_then(|g| g.check(ts)) {
+                    Some(e) => Err(e),
+                    None => Ok((ts, hash)),
+                }
+            });
+            match routed {
+                Err(err) => {
+                    let text = payload_text(&event, raw.as_deref());
+                    found
+                        .bad
+                        .push(dead_letter(&err, &source_name, position(at), text));
+                }
+                Ok((ts, hash)) => {
+                    let partition_watermark = watermark.partition_watermark(partition);
+                    parts[workers.owner(hash)].push(ToWorker::Event {
+                        event,
+                        envelope,
+                        partition_watermark,
+                        raw,
+                        at,
+                    });
+                    if let Some(wm) = watermark.on_event(partition, ts, t0) {
+                        for part in parts.iter_mut() {
+                            part.push(ToWorker::Advance(wm));
+                        }
+                        metrics.record_watermark(wm);
+                    }
                 }
             }
         }
+        workers.send(&mut parts).await?;
+        workers.report(found);
         metrics.record_processing_latency(t0.elapsed());
     }
     drop(rx);
@@ -256,7 +310,7 @@ fn barrier_meta(
 }
 
 pub(super) struct Workers<T, R> {
-    senders: Vec<mpsc::Sender<ToWorker<T>>>,
+    senders: Vec<mpsc::Sender<Vec<ToWorker<T>>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Outcomes tagged with who sent them: a worker's index, or N for the run loop.
     outcomes: mpsc::UnboundedSender<(usize, Outcome<R>)>,
@@ -314,7 +368,7 @@ where
         let mut tasks = Vec::with_capacity(n);
         let mut restored = restored.map(Vec::into_iter);
         for worker in 0..n {
-            let (tx, mut rx) = mpsc::channel::<ToWorker<T>>(buffer.max(1));
+            let (tx, mut rx) = mpsc::channel::<Vec<ToWorker<T>>>(buffer.div_ceil(BATCH).max(1));
             let plan = Arc::clone(&shared.plan);
             let trigger = Arc::clone(&shared.trigger);
             let out = out_tx.clone();
@@ -336,67 +390,73 @@ where
             let source_name = shared.source_name.clone();
             senders.push(tx);
             tasks.push(tokio::spawn(async move {
-                let mut rows: Vec<(R, bool)> = Vec::new();
-                while let Some(msg) = rx.recv().await {
-                    match msg {
-                        ToWorker::Advance(wm) => {
-                            op.advance_to(wm, &mut collect_rows(&*plan, &func, &mut rows))
-                        }
-                        ToWorker::Barrier { stop } => {
-                            let _ = out.send((worker, Outcome::State(worker, encode_state(&op))));
-                            if stop {
-                                return;
+                let flush = |done: &mut Done<R>| {
+                    if !done.is_empty() {
+                        let _ = out.send((worker, Outcome::Batch(std::mem::take(done))));
+                    }
+                };
+                let mut done: Done<R> = Done::default();
+                while let Some(msgs) = rx.recv().await {
+                    for msg in msgs {
+                        match msg {
+                            ToWorker::Advance(wm) => {
+                                op.advance_to(wm, &mut collect_rows(&*plan, &func, &mut done.rows))
+                            }
+                            ToWorker::Barrier { stop } => {
+                                // What came before the barrier belongs to this checkpoint.
+                                flush(&mut done);
+                                let _ =
+                                    out.send((worker, Outcome::State(worker, encode_state(&op))));
+                                if stop {
+                                    return;
+                                }
+                            }
+                            ToWorker::Event {
+                                event,
+                                envelope,
+                                partition_watermark,
+                                raw,
+                                at,
+                            } => {
+                                let fed = plan.feed(
+                                    &mut op,
+                                    partition_watermark,
+                                    &event,
+                                    envelope,
+                                    &mut collect_rows(&*plan, &func, &mut done.rows),
+                                );
+                                match fed {
+                                    Ok(Fed::Offered(_, Admission::Accepted)) => done.accepted += 1,
+                                    Ok(Fed::Filtered(_)) => done.filtered += 1,
+                                    Ok(Fed::Offered(ts, Admission::Late)) => {
+                                        done.late.push(late_record(
+                                            ts,
+                                            partition_watermark.max(op.watermark()),
+                                            lateness_ms,
+                                            &source_name,
+                                            position(at),
+                                            payload_text(&event, raw.as_deref()),
+                                        ))
+                                    }
+                                    Err(err) => done.bad.push(dead_letter(
+                                        &err,
+                                        &source_name,
+                                        position(at),
+                                        payload_text(&event, raw.as_deref()),
+                                    )),
+                                }
                             }
                         }
-                        ToWorker::Event {
-                            event,
-                            envelope,
-                            partition_watermark,
-                            raw,
-                            position,
-                        } => {
-                            let fed = plan.feed(
-                                &mut op,
-                                partition_watermark,
-                                &event,
-                                envelope,
-                                &mut collect_rows(&*plan, &func, &mut rows),
-                            );
-                            let outcome = match fed {
-                                Ok(Fed::Offered(_, Admission::Accepted)) => Outcome::Accepted,
-                                Ok(Fed::Filtered(_)) => Outcome::Filtered,
-                                Ok(Fed::Offered(ts, Admission::Late)) => {
-                                    Outcome::Late(late_record(
-                                        ts,
-                                        partition_watermark.max(op.watermark()),
-                                        lateness_ms,
-                                        &source_name,
-                                        position,
-                                        payload_text(&event, raw.as_deref()),
-                                    ))
-                                }
-                                Err(err) => Outcome::Bad(dead_letter(
-                                    &err,
-                                    &source_name,
-                                    position,
-                                    payload_text(&event, raw.as_deref()),
-                                )),
-                            };
-                            let _ = out.send((worker, outcome));
+                        if let Some(e) = op.take_spill_error() {
+                            flush(&mut done);
+                            let _ = out.send((worker, Outcome::Fatal(e)));
+                            return;
                         }
                     }
-                    if !rows.is_empty() {
-                        let _ = out.send((worker, Outcome::Rows(std::mem::take(&mut rows))));
-                    }
-                    if let Some(e) = op.take_spill_error() {
-                        let _ = out.send((worker, Outcome::Fatal(e)));
-                        return;
-                    }
+                    flush(&mut done);
                 }
-                op.flush(&mut collect_rows(&*plan, &func, &mut rows));
-                if !rows.is_empty() {
-                    let _ = out.send((worker, Outcome::Rows(rows)));
-                }
+                op.flush(&mut collect_rows(&*plan, &func, &mut done.rows));
+                flush(&mut done);
             }));
         }
         let Collector {
@@ -430,21 +490,27 @@ where
                     }
                 }
                 match outcome {
-                    Outcome::Rows(mut rows) => {
-                        deliver_rows(&sinks, &error_handler, &mut rows, &mut summary, &metrics)
-                            .await?;
-                    }
-                    Outcome::Accepted => summary.events_aggregated += 1,
-                    Outcome::Filtered => summary.events_filtered += 1,
-                    Outcome::Late(rec) => {
-                        summary.events_late += 1;
-                        metrics.record_late_event();
-                        if !drop_late {
-                            send_late(late_sink.as_ref(), &mut error_handler, rec).await?;
+                    Outcome::Batch(mut done) => {
+                        summary.events_aggregated += done.accepted;
+                        summary.events_filtered += done.filtered;
+                        for rec in done.bad {
+                            handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?;
                         }
-                    }
-                    Outcome::Bad(rec) => {
-                        handle_bad(&mut error_handler, rec, &mut summary, &metrics).await?
+                        for rec in done.late {
+                            summary.events_late += 1;
+                            metrics.record_late_event();
+                            if !drop_late {
+                                send_late(late_sink.as_ref(), &mut error_handler, rec).await?;
+                            }
+                        }
+                        deliver_rows(
+                            &sinks,
+                            &error_handler,
+                            &mut done.rows,
+                            &mut summary,
+                            &metrics,
+                        )
+                        .await?;
                     }
                     Outcome::Fatal(e) => return Err(e),
                     Outcome::Begin(meta) => {
@@ -527,18 +593,33 @@ where
         })
     }
 
-    /// Sends an event to the worker that owns its key.
-    pub async fn route(&self, hash: u64, msg: ToWorker<T>) -> ProcessorResult<()> {
-        let i = (hash % self.senders.len() as u64) as usize;
-        self.senders[i]
-            .send(msg)
-            .await
-            .map_err(|_| ProcessorError::Internal("a worker stopped early".into()))
+    /// The worker that owns a key of this hash.
+    pub fn owner(&self, hash: u64) -> usize {
+        (hash % self.senders.len() as u64) as usize
     }
 
-    /// Reports an outcome of the run loop itself (a record bad before routing).
-    pub fn report(&self, outcome: Outcome<R>) {
-        let _ = self.outcomes.send((self.senders.len(), outcome));
+    /// Sends each worker its part of a batch (one message per worker), leaving `parts`
+    /// empty for the next batch.
+    pub async fn send(&self, parts: &mut [Vec<ToWorker<T>>]) -> ProcessorResult<()> {
+        for (s, part) in self.senders.iter().zip(parts.iter_mut()) {
+            if part.is_empty() {
+                continue;
+            }
+            let batch = std::mem::replace(part, Vec::with_capacity(BATCH));
+            s.send(batch)
+                .await
+                .map_err(|_| ProcessorError::Internal("a worker stopped early".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Reports what the run loop itself found (records bad before routing).
+    pub fn report(&self, done: Done<R>) {
+        if !done.is_empty() {
+            let _ = self
+                .outcomes
+                .send((self.senders.len(), Outcome::Batch(done)));
+        }
     }
 
     /// Moves every worker's watermark.
@@ -548,7 +629,7 @@ where
 
     async fn broadcast(&self, msg: impl Fn() -> ToWorker<T>) -> ProcessorResult<()> {
         for s in &self.senders {
-            s.send(msg())
+            s.send(vec![msg()])
                 .await
                 .map_err(|_| ProcessorError::Internal("a worker stopped early".into()))?;
         }
@@ -587,14 +668,4 @@ where
             .await
             .map_err(|e| ProcessorError::Internal(format!("the collector failed: {e}")))?
     }
-}
-
-/// Used by the run loop for bad records found before routing.
-pub(super) fn bad<R>(
-    err: &ProcessorError,
-    source: &str,
-    position: String,
-    payload: String,
-) -> Outcome<R> {
-    Outcome::Bad(dead_letter(err, source, position, payload))
 }

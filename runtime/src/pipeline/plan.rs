@@ -5,11 +5,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::hash::Hash;
 
-use super::extract::FieldExtractor;
+use super::batch::JsonDecoder;
+use super::extract::{as_feedback, FieldExtractor, MAX_VIEW};
 use super::run::DynamicAggregation;
 use crate::aggregation::AggregationResult;
 use crate::error::ProcessorResult;
-use crate::event::GroupingKey;
+use crate::event::{GroupingKey, KeyView};
 use crate::operator::{Admission, Fired, WindowFunction, WindowOperator};
 use crate::window::WindowTrigger;
 
@@ -23,6 +24,10 @@ pub struct Envelope {
     /// Event time (ms) for an event whose own timestamp is missing or unreadable (a Kafka
     /// record's timestamp); derived events always have theirs.
     pub fallback_timestamp: Option<i64>,
+    /// The fields the record had, when its decoder knows (the built-in
+    /// [`FeedbackEvent`](crate::FeedbackEvent) decoded from JSON): a field outside the set
+    /// was missing or null, which is not the same as zero.
+    pub present: Option<crate::event::FeedbackFields>,
 }
 
 /// What became of one event.
@@ -66,6 +71,13 @@ pub trait Plan: Send + Sync + 'static {
         T: WindowTrigger,
         E: FnMut(Fired<'_, Self::Key, <Self::Func as WindowFunction>::Acc>);
 
+    /// The event's time (ms), read before it is offered (the clock-skew guard checks it).
+    /// May fill `envelope` so that [`feed`](Self::feed) does not read it again. The
+    /// default asks [`route`](Self::route).
+    fn event_time(&self, event: &Self::Event, envelope: &mut Envelope) -> ProcessorResult<i64> {
+        self.route(event, envelope).map(|(ts, _)| ts)
+    }
+
     /// Event time (ms) and a hash of the key, to route the event to a worker when the
     /// pipeline runs with `parallelism` > 1. May fill `envelope` with what it extracted, so
     /// that [`feed`](Self::feed) does not extract it again.
@@ -82,6 +94,13 @@ pub trait Plan: Send + Sync + 'static {
     /// others, as [`FeedbackDecoder`](crate::event::FeedbackDecoder) does.
     fn fields_read(&self) -> Option<Vec<&'static str>> {
         None
+    }
+
+    /// How JSON records become events (on the reader task): by default serde_json, or
+    /// the built-in event's specialized decoder, reading [`fields_read`](Self::fields_read);
+    /// `pipeline!` plans use the decoder `#[derive(Event)]` generated.
+    fn json_decoder(&self) -> JsonDecoder<Self::Event> {
+        JsonDecoder::serde(self.fields_read())
     }
 
     /// The row of a fired window.
@@ -150,12 +169,17 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
         Tr: WindowTrigger,
         E: FnMut(Fired<'_, GroupingKey, <DynamicAggregation as WindowFunction>::Acc>),
     {
-        let x = self.extractor.extract(
-            event,
-            envelope.timestamp,
-            envelope.fallback_timestamp,
-            envelope.key,
-        )?;
+        let mut envelope = envelope;
+        if let Some(e) = as_feedback(event) {
+            let mut buf = [("", ""); MAX_VIEW];
+            if let Some(x) = self.extractor.feedback_view(e, &envelope, &mut buf) {
+                let (ts, n, value) = x?;
+                let key = KeyView(&buf[..n]);
+                let admission = op.on_event(partition_watermark, ts, &key, &value, emit);
+                return Ok(Fed::Offered(ts, admission));
+            }
+        }
+        let x = self.extractor.extract(event, &mut envelope)?;
         let admission = op.on_event(partition_watermark, x.timestamp, &x.key, &x.value, emit);
         Ok(Fed::Offered(x.timestamp, admission))
     }
@@ -182,17 +206,30 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
         )
     }
 
+    fn event_time(&self, event: &T, envelope: &mut Envelope) -> ProcessorResult<i64> {
+        let ts = self.extractor.timestamp(event, envelope)?;
+        envelope.timestamp = Some(ts);
+        Ok(ts)
+    }
+
     fn route(&self, event: &T, envelope: &mut Envelope) -> ProcessorResult<(i64, u64)> {
-        let x = self.extractor.extract(
-            event,
-            envelope.timestamp,
-            envelope.fallback_timestamp,
-            envelope.key.take(),
-        )?;
+        if let Some(e) = as_feedback(event) {
+            let mut buf = [("", ""); MAX_VIEW];
+            if let Some(x) = self.extractor.feedback_view(e, envelope, &mut buf) {
+                let (ts, n, _) = x?;
+                envelope.timestamp = Some(ts);
+                return Ok((ts, key_hash(&KeyView(&buf[..n]))));
+            }
+        }
+        let x = self.extractor.extract(event, envelope)?;
         let hash = key_hash(&x.key);
         envelope.timestamp = Some(x.timestamp);
         envelope.key = Some(x.key);
         Ok((x.timestamp, hash))
+    }
+
+    fn fields_read(&self) -> Option<Vec<&'static str>> {
+        self.extractor.fields_read()
     }
 
     fn row(

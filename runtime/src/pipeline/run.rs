@@ -3,19 +3,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
+use super::batch::{spawn_reader, Decoded, BATCH};
 use super::builder::{Pipeline, SourceChoice};
 use super::checkpoint::{Checkpointer, Meta};
 use super::parallel::{run_parallel, Parallel};
-use super::plan::{Envelope, Fed, Plan};
+use super::plan::{Fed, Plan};
 use crate::aggregation::{AggregationResult, AggregationSpec, AggregationState};
 use crate::error::{ErrorDisposition, ErrorPolicy, ProcessorError, ProcessorResult};
-use crate::event::{EventTimestamp, GroupingKey};
+use crate::event::GroupingKey;
 use crate::operator::{Admission, Fired, WindowFunction, WindowOperator};
 use crate::sink::{DeadLetterRecord, EventSink};
-use crate::source::{Payload, SourcePosition, SourceRecord};
-use crate::time::{from_millis, to_millis};
+use crate::source::SourcePosition;
+use crate::time::from_millis;
 use crate::window::{EventTimeTrigger, Window, WindowTrigger};
 
 /// What a finished run did. Every record read is accounted for: `events_in =
@@ -134,6 +134,7 @@ where
             buffer_size,
             shutdown,
             parallelism,
+            max_future_skew_ms: skew,
         } = self;
         let mut source = match source {
             SourceChoice::Source(s) => s,
@@ -173,60 +174,35 @@ where
         let mut positions = Positions::default();
         let mut restored = None;
         if let Some(c) = checkpointer.as_mut() {
-            match c
+            let restored_ckpt = c
                 .restore::<P::Key, <P::Func as WindowFunction>::Acc>(parallelism)
-                .await?
-            {
-                Some(r) => {
-                    if r.meta.sinks.len() != sinks.len() {
-                        return Err(ProcessorError::Config(format!(
-                            "checkpoint {} was taken with {} result sinks and this pipeline has {}: restore with the same sinks or remove the checkpoint directory",
-                            r.meta.id,
-                            r.meta.sinks.len(),
-                            sinks.len()
-                        )));
-                    }
-                    for (sink, state) in sinks.iter().zip(&r.meta.sinks) {
-                        sink.recover(Some((r.meta.id, state))).await?;
-                    }
-                    source.seek(&r.meta.positions).await?;
-                    watermark.restore(&r.meta.watermarks, Instant::now());
-                    summary = r.meta.summary;
-                    positions = Positions::from_list(&r.meta.positions);
-                    tracing::info!(
-                        checkpoint = r.meta.id,
-                        events_in = summary.events_in,
-                        "resuming from checkpoint"
-                    );
-                    restored = Some(r.operators);
-                }
-                None => {
-                    for sink in &sinks {
-                        sink.recover(None).await?;
-                    }
-                }
+                .await?;
+            let mut set = SinkSet {
+                results: &sinks,
+                late: late_sink.as_ref(),
+                handler: &mut error_handler,
+            };
+            set.recover(restored_ckpt.as_ref().map(|r| &r.meta)).await?;
+            if let Some(r) = restored_ckpt {
+                source.seek(&r.meta.positions).await?;
+                watermark.restore(&r.meta.watermarks, Instant::now());
+                watermark.restore_emitted(r.meta.summary.final_watermark);
+                summary = r.meta.summary;
+                positions = Positions::from_list(&r.meta.positions);
+                tracing::info!(
+                    checkpoint = r.meta.id,
+                    events_in = summary.events_in,
+                    "resuming from checkpoint"
+                );
+                restored = Some(r.operators);
             }
         }
 
-        // The source runs in its own task; the bounded channel gives backpressure.
-        let (tx, mut rx) = mpsc::channel::<ProcessorResult<SourceRecord<T>>>(buffer_size);
-        let reader = tokio::spawn(async move {
-            let mut source = source;
-            loop {
-                match source.next().await {
-                    Ok(Some(r)) => {
-                        if tx.send(Ok(r)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        break;
-                    }
-                }
-            }
-        });
+        // The source runs in its own task, which decodes too; the bounded channel of
+        // batches gives backpressure.
+        let live = !source.resumable();
+        let decoder = plan.json_decoder();
+        let (mut rx, reader) = spawn_reader(source, decoder, buffer_size.div_ceil(BATCH));
 
         let mut out: Vec<(P::Row, bool)> = Vec::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
@@ -253,6 +229,8 @@ where
                     summary,
                     positions,
                     spill,
+                    skew,
+                    live,
                 },
                 rx,
                 reader,
@@ -273,16 +251,24 @@ where
             op.restore(ops.pop().expect("one snapshot per worker"));
         }
         let mut stopped = false;
+        let mut fed_since_tick = false;
 
         loop {
-            let record = tokio::select! {
-                r = rx.recv() => r,
+            let batch = tokio::select! {
+                b = rx.recv() => b,
                 _ = &mut shutdown => {
                     stopped = true;
                     None
                 }
                 _ = ticker.tick() => {
-                    if let Some(wm) = watermark.on_tick(Instant::now()) {
+                    // Processing time decides only idleness: a partition that went idle, or
+                    // a live source with nothing to read, releases the watermark it holds.
+                    let mut pushed = watermark.on_tick(Instant::now());
+                    if live && !fed_since_tick {
+                        pushed = watermark.on_source_idle().or(pushed);
+                    }
+                    fed_since_tick = false;
+                    if let Some(wm) = pushed {
                         op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
                         metrics.record_watermark(wm);
                         metrics.record_open_windows(op.state_len() as u64);
@@ -301,40 +287,41 @@ where
                     continue;
                 }
             };
-            let Some(record) = record else { break };
-            let record = record?;
+            let Some(batch) = batch else { break };
+            let batch = batch?;
+            fed_since_tick = true;
+            // One clock read per batch: for idleness and the skew guard, never for lateness.
             let t0 = Instant::now();
-            summary.events_in += 1;
-            metrics.record_event_processed();
-            let SourceRecord {
-                payload,
-                partition,
-                offset,
-                sequence,
-            } = record;
-            positions.record(partition, offset, sequence);
-            let position = || format!("partition {partition} line {sequence} (offset {offset})");
-
-            let partition_wm = watermark.partition_watermark(partition);
-            let offered = RecordPath {
-                plan: &plan,
-                func: &func,
-                source_name: &source_name,
-                late_sink: late_sink.as_ref(),
-                drop_late,
-                lateness_ms,
-                metrics: &metrics,
-                handler: &mut error_handler,
-                summary: &mut summary,
+            let guard = skew.map(SkewGuard::now);
+            summary.events_in += batch.len() as u64;
+            metrics.record_events_processed(batch.len() as u64);
+            for item in batch {
+                positions.record(item.partition, item.offset, item.sequence);
+                let (partition, sequence, offset) = (item.partition, item.sequence, item.offset);
+                let position =
+                    move || format!("partition {partition} line {sequence} (offset {offset})");
+                let partition_wm = watermark.partition_watermark(partition);
+                let offered = RecordPath {
+                    plan: &plan,
+                    func: &func,
+                    source_name: &source_name,
+                    late_sink: late_sink.as_ref(),
+                    drop_late,
+                    lateness_ms,
+                    metrics: &metrics,
+                    handler: &mut error_handler,
+                    summary: &mut summary,
+                    skew: guard,
+                }
+                .offer(&mut op, item.decoded, position, partition_wm, &mut out)
+                .await?;
+                let Some(event_time) = offered else { continue };
+                if let Some(wm) = watermark.on_event(partition, event_time, t0) {
+                    op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
+                    metrics.record_watermark(wm);
+                }
             }
-            .offer(&mut op, payload, partition_wm, None, position, &mut out)
-            .await?;
-            let Some(event_time) = offered else { continue };
-            if let Some(wm) = watermark.on_event(partition, event_time, t0) {
-                op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
-                metrics.record_watermark(wm);
-                metrics.record_open_windows(op.state_len() as u64);
-            }
+            metrics.record_open_windows(op.state_len() as u64);
             deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
             metrics.record_processing_latency(t0.elapsed());
         }
@@ -392,7 +379,37 @@ where
     }
 }
 
-/// What a run loop needs to take one record through decoding, the plan and lateness.
+/// The clock-skew guard of one batch: records stamped after the wall clock plus the
+/// allowed skew are dead letters.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SkewGuard {
+    pub skew_ms: i64,
+    pub wall_ms: i64,
+}
+
+impl SkewGuard {
+    /// The guard as of now.
+    pub fn now(skew_ms: i64) -> Self {
+        SkewGuard {
+            skew_ms,
+            wall_ms: Utc::now().timestamp_millis(),
+        }
+    }
+
+    /// The error for a record stamped `event_time`, if it is too far ahead.
+    pub fn check(&self, event_time: i64) -> Option<ProcessorError> {
+        (event_time > self.wall_ms.saturating_add(self.skew_ms)).then(|| {
+            ProcessorError::ClockSkew(format!(
+                "event time {} is more than {} s ahead of the wall clock ({}); raise watermark.max_future_skew_secs if such clocks are right",
+                from_millis(event_time).to_rfc3339(),
+                self.skew_ms / 1000,
+                from_millis(self.wall_ms).to_rfc3339(),
+            ))
+        })
+    }
+}
+
+/// What a run loop needs to take one record through the plan and lateness.
 pub(super) struct RecordPath<'a, P: Plan> {
     pub plan: &'a P,
     pub func: &'a P::Func,
@@ -403,22 +420,23 @@ pub(super) struct RecordPath<'a, P: Plan> {
     pub metrics: &'a crate::metrics::ProcessorMetrics,
     pub handler: &'a mut crate::error::ErrorHandler,
     pub summary: &'a mut RunSummary,
+    pub skew: Option<SkewGuard>,
 }
 
 impl<P: Plan> RecordPath<'_, P> {
-    /// Decodes one record and offers it to `op` (rows fired go to `out`): a record that
-    /// fails is dead-lettered, a late one sent to the side output, and every one counted.
-    /// Returns the event time that moves the watermark, or `None` when the record failed.
+    /// Offers one decoded record to `op` (rows fired go to `out`): a record that failed
+    /// to decode, lacks a key field or is stamped too far ahead is dead-lettered, a late
+    /// one sent to the side output, and every one counted. Returns the event time that
+    /// moves the watermark, or `None` when the record failed.
     pub async fn offer<Tr: WindowTrigger>(
         self,
         op: &mut WindowOperator<P::Key, P::Func, Tr>,
-        payload: Payload<P::Event>,
-        partition_wm: i64,
-        fallback_timestamp: Option<i64>,
+        decoded: Result<Decoded<P::Event>, (ProcessorError, String)>,
         position: impl Fn() -> String,
+        partition_wm: i64,
         out: &mut Vec<(P::Row, bool)>,
     ) -> ProcessorResult<Option<i64>> {
-        let (event, raw, envelope) = match decode(payload) {
+        let (event, raw, mut envelope) = match decoded {
             Ok(d) => d,
             Err((err, text)) => {
                 let rec = dead_letter(&err, self.source_name, position(), text);
@@ -426,10 +444,18 @@ impl<P: Plan> RecordPath<'_, P> {
                 return Ok(None);
             }
         };
-        let envelope = Envelope {
-            fallback_timestamp,
-            ..envelope
-        };
+        if let Some(guard) = self.skew {
+            let refused = match self.plan.event_time(&event, &mut envelope) {
+                Ok(ts) => guard.check(ts),
+                Err(e) => Some(e),
+            };
+            if let Some(err) = refused {
+                let payload = payload_text(&event, raw.as_deref());
+                let rec = dead_letter(&err, self.source_name, position(), payload);
+                handle_bad(self.handler, rec, self.summary, self.metrics).await?;
+                return Ok(None);
+            }
+        }
         let fed = self.plan.feed(
             op,
             partition_wm,
@@ -504,12 +530,38 @@ impl Positions {
     }
 }
 
-/// The sinks a checkpoint involves: result sinks commit with it; the late side output and
-/// the dead-letter sink are flushed (at-least-once).
+/// The sinks a checkpoint involves: result sinks, the late side output and the
+/// dead-letter sink all stage with it and publish once it is sealed.
 pub(super) struct SinkSet<'a, R: Send + 'static> {
     pub results: &'a [Arc<dyn EventSink<R>>],
     pub late: Option<&'a Arc<dyn EventSink<DeadLetterRecord>>>,
     pub handler: &'a mut crate::error::ErrorHandler,
+}
+
+impl<R: Send + 'static> SinkSet<'_, R> {
+    /// Before the first record of a run that takes checkpoints: every sink finishes or
+    /// undoes the commit of the checkpoint the run resumes from (`None`: a fresh start).
+    pub async fn recover(&mut self, from: Option<&Meta>) -> ProcessorResult<()> {
+        if let Some(m) = from {
+            if m.sinks.len() != self.results.len() {
+                return Err(ProcessorError::Config(format!(
+                    "checkpoint {} was taken with {} result sinks and this pipeline has {}: restore with the same sinks or remove the checkpoint directory",
+                    m.id,
+                    m.sinks.len(),
+                    self.results.len()
+                )));
+            }
+        }
+        for (i, sink) in self.results.iter().enumerate() {
+            let state = from.map(|m| (m.id, m.sinks[i].as_slice()));
+            sink.recover(state).await?;
+        }
+        let side = |i: usize| from.and_then(|m| m.side.get(i).map(|s| (m.id, s.as_slice())));
+        if let Some(late) = self.late {
+            late.recover(side(0)).await?;
+        }
+        self.handler.dead_letter_sink().recover(side(1)).await
+    }
 }
 
 /// An operator's state for a checkpoint.
@@ -552,14 +604,22 @@ pub(super) async fn take_checkpoint<R: Send + 'static>(
     for sink in sinks.results {
         meta.sinks.push(sink.prepare_commit(id).await?);
     }
-    if let Some(s) = sinks.late {
-        s.flush().await?;
-    }
-    sinks.handler.dead_letter_sink().flush().await?;
+    let dead = sinks.handler.dead_letter_sink();
+    meta.side = vec![
+        match sinks.late {
+            Some(s) => s.prepare_commit(id).await?,
+            None => Vec::new(),
+        },
+        dead.prepare_commit(id).await?,
+    ];
     c.write(meta, operators).await?;
     for sink in sinks.results {
         sink.commit(id).await?;
     }
+    if let Some(s) = sinks.late {
+        s.commit(id).await?;
+    }
+    dead.commit(id).await?;
     metrics.record_checkpoint(id, t0.elapsed());
     Ok(())
 }
@@ -574,40 +634,6 @@ pub(super) fn collect_rows<'a, P: Plan>(
     move |fired| {
         let is_update = fired.is_update;
         out.push((plan.row(func, fired), is_update));
-    }
-}
-
-/// A decoded record: the event, its raw bytes when it came as bytes, what its envelope gave.
-type Decoded<T> = (T, Option<Vec<u8>>, Envelope);
-
-/// A record as a [`Decoded`]; or the decoding error with the payload as text.
-pub(super) fn decode<T: DeserializeOwned>(
-    payload: Payload<T>,
-) -> Result<Decoded<T>, (ProcessorError, String)> {
-    match payload {
-        Payload::Bytes(bytes) => match serde_json::from_slice::<T>(&bytes) {
-            Ok(e) => Ok((e, Some(bytes), Envelope::default())),
-            Err(e) => Err((
-                ProcessorError::Deserialization(e.to_string()),
-                String::from_utf8_lossy(&bytes).into_owned(),
-            )),
-        },
-        Payload::Event(e) => Ok((e, None, Envelope::default())),
-        Payload::Envelope(pe) => {
-            let timestamp = match pe.timestamp {
-                EventTimestamp::Event(t) | EventTimestamp::Ingestion(t) => Some(to_millis(t)),
-                EventTimestamp::Processing(_) => None,
-            };
-            Ok((
-                pe.data,
-                None,
-                Envelope {
-                    timestamp,
-                    key: pe.key,
-                    fallback_timestamp: None,
-                },
-            ))
-        }
     }
 }
 

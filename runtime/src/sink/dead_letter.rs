@@ -25,10 +25,17 @@ pub struct DeadLetterRecord {
 
 /// A dead-letter queue. By default file-backed: records go as JSON lines to
 /// `<dir>/<topic>.jsonl`, where `<dir>` is `$PROCESSOR_DEAD_LETTER_DIR` or `dead-letter`
-/// (the file is created with the first record). With [`with_kafka`](Self::with_kafka)
-/// they are produced to the Kafka topic `topic` instead: the original payload as the
-/// value, and headers `dlq.kind`, `dlq.reason`, `dlq.source`, `dlq.position`,
-/// `dlq.timestamp`.
+/// (the file is created with the first record, and a new run adds to it: it is never
+/// truncated). In a pipeline that takes checkpoints the file takes part in them like a
+/// [`FileSink`] of results: records are staged, published with the checkpoint and cut
+/// back to it on restore, so after any number of crashes each record is in the file
+/// exactly once.
+///
+/// With [`with_kafka`](Self::with_kafka) they are produced to the Kafka topic `topic`
+/// instead: the original payload as the value, the record key `<source>@<position>`
+/// (the same for a record dead-lettered again after a restart, so duplicates are
+/// recognisable: Kafka output is at least once), and headers `dlq.kind`, `dlq.reason`,
+/// `dlq.source`, `dlq.position`, `dlq.timestamp`.
 ///
 /// ```
 /// use llm_optimizer_processor::*;
@@ -52,7 +59,7 @@ impl DeadLetterSink {
             .unwrap_or_else(|| PathBuf::from("dead-letter"));
         let topic = topic.into();
         DeadLetterSink {
-            file: FileSink::new(dir.join(format!("{topic}.jsonl"))),
+            file: FileSink::appending(dir.join(format!("{topic}.jsonl"))),
             topic,
             #[cfg(feature = "kafka")]
             kafka: None,
@@ -62,7 +69,7 @@ impl DeadLetterSink {
     /// Keeps the file in `dir` instead.
     pub fn with_dir(self, dir: impl AsRef<Path>) -> Self {
         DeadLetterSink {
-            file: FileSink::new(dir.as_ref().join(format!("{}.jsonl", self.topic))),
+            file: FileSink::appending(dir.as_ref().join(format!("{}.jsonl", self.topic))),
             ..self
         }
     }
@@ -94,6 +101,7 @@ impl EventSink<DeadLetterRecord> for DeadLetterSink {
         tracing::debug!(kind = %record.kind, reason = %record.reason, "dead letter");
         #[cfg(feature = "kafka")]
         if let Some(k) = &self.kafka {
+            let key = format!("{}@{}", record.source, record.position).into_bytes();
             let headers = vec![
                 ("dlq.kind", record.kind.into_bytes()),
                 ("dlq.reason", record.reason.into_bytes()),
@@ -101,7 +109,9 @@ impl EventSink<DeadLetterRecord> for DeadLetterSink {
                 ("dlq.position", record.position.into_bytes()),
                 ("dlq.timestamp", record.timestamp.to_rfc3339().into_bytes()),
             ];
-            return k.send(None, record.payload.into_bytes(), headers).await;
+            return k
+                .send(Some(key), record.payload.into_bytes(), headers)
+                .await;
         }
         self.file.send(record).await
     }
@@ -114,5 +124,27 @@ impl EventSink<DeadLetterRecord> for DeadLetterSink {
     }
     fn name(&self) -> &str {
         &self.topic
+    }
+    async fn prepare_commit(&self, checkpoint_id: u64) -> ProcessorResult<Vec<u8>> {
+        #[cfg(feature = "kafka")]
+        if let Some(k) = &self.kafka {
+            k.flush().await?;
+            return Ok(Vec::new());
+        }
+        self.file.prepare_commit(checkpoint_id).await
+    }
+    async fn commit(&self, checkpoint_id: u64) -> ProcessorResult<()> {
+        #[cfg(feature = "kafka")]
+        if self.kafka.is_some() {
+            return Ok(());
+        }
+        EventSink::<DeadLetterRecord>::commit(&self.file, checkpoint_id).await
+    }
+    async fn recover(&self, checkpoint: Option<(u64, &[u8])>) -> ProcessorResult<()> {
+        #[cfg(feature = "kafka")]
+        if self.kafka.is_some() {
+            return Ok(());
+        }
+        EventSink::<DeadLetterRecord>::recover(&self.file, checkpoint).await
     }
 }

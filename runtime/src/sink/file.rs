@@ -16,8 +16,13 @@ use crate::error::{ProcessorError, ProcessorResult};
 /// go to `<file>.pending`, which is made durable when a checkpoint starts and appended to
 /// the file once the checkpoint is complete; on restart, the file is cut back to what the
 /// restored checkpoint published, so rows produced again after a crash appear once.
+///
+/// An [`appending`](Self::appending) sink never truncates: a new run adds to what earlier
+/// runs wrote (dead letters and late records keep their history), and a restart still
+/// cuts back only what came after the restored checkpoint.
 pub struct FileSink<T = crate::AggregationResult> {
     path: PathBuf,
+    append: bool,
     inner: Mutex<Inner>,
     _items: PhantomData<fn(T)>,
 }
@@ -55,8 +60,30 @@ impl<T> FileSink<T> {
     pub fn new(path: impl AsRef<Path>) -> Self {
         FileSink {
             path: path.as_ref().to_path_buf(),
+            append: false,
             inner: Mutex::new(Inner::default()),
             _items: PhantomData,
+        }
+    }
+
+    /// A sink adding to `path`: a new run keeps what earlier runs wrote.
+    ///
+    /// ```
+    /// use llm_optimizer_processor::*;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("late.jsonl");
+    /// std::fs::write(&path, "1\n").unwrap();
+    /// let sink = FileSink::<u32>::appending(&path);
+    /// sink.send(2).await?;
+    /// sink.flush().await?;
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n2\n");
+    /// # Ok::<(), ProcessorError>(()) }).unwrap();
+    /// ```
+    pub fn appending(path: impl AsRef<Path>) -> Self {
+        FileSink {
+            append: true,
+            ..FileSink::new(path)
         }
     }
 
@@ -148,7 +175,13 @@ impl<T: Serialize + Send + 'static> EventSink<T> for FileSink<T> {
         let mut inner = self.lock();
         if inner.writer.is_none() {
             self.create_dir()?;
-            let f = File::create(&self.path).map_err(|e| io_err(&self.path, e))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .append(self.append)
+                .truncate(!self.append)
+                .open(&self.path)
+                .map_err(|e| io_err(&self.path, e))?;
             inner.writer = Some(BufWriter::new(f));
         }
         let w = inner.writer.as_mut().expect("writer was just opened");
@@ -216,6 +249,7 @@ impl<T: Serialize + Send + 'static> EventSink<T> for FileSink<T> {
             .open(&self.path)
             .map_err(|e| io_err(&self.path, e))?;
         match checkpoint {
+            None if self.append => {}
             None => out.set_len(0).map_err(|e| io_err(&self.path, e))?,
             Some((id, state)) => {
                 let s: Staged = postcard::from_bytes(state).map_err(|e| {
@@ -307,6 +341,27 @@ mod tests {
         // An older checkpoint cuts the file back.
         again.recover(Some((1, &s1))).await.unwrap();
         assert_eq!(read(&path), "1\n");
+    }
+
+    #[tokio::test]
+    async fn an_appending_sink_keeps_earlier_runs_and_cuts_back_to_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.jsonl");
+        std::fs::write(&path, "0\n").unwrap();
+        let sink = FileSink::<u32>::appending(&path);
+        sink.recover(None).await.unwrap();
+        assert_eq!(read(&path), "0\n", "a new run keeps what was there");
+        sink.send(1).await.unwrap();
+        let s1 = sink.prepare_commit(1).await.unwrap();
+        sink.commit(1).await.unwrap();
+        sink.send(2).await.unwrap();
+        sink.prepare_commit(2).await.unwrap();
+        sink.commit(2).await.unwrap();
+        assert_eq!(read(&path), "0\n1\n2\n");
+        // A crash after checkpoint 2 was published, restored from 1: 2 is cut back.
+        let again = FileSink::<u32>::appending(&path);
+        again.recover(Some((1, &s1))).await.unwrap();
+        assert_eq!(read(&path), "0\n1\n");
     }
 
     #[tokio::test]

@@ -160,6 +160,28 @@ impl<T: Send> EventSource<T> for FileSource {
         }
     }
 
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        out: &mut Vec<SourceRecord<T>>,
+    ) -> ProcessorResult<bool> {
+        let live = matches!(self.origin, Origin::Stream);
+        while out.len() < max.max(1) {
+            // A live stream hands on what it has instead of waiting for more.
+            if live
+                && !out.is_empty()
+                && self.reader.as_ref().is_some_and(|r| r.buffer().is_empty())
+            {
+                return Ok(true);
+            }
+            match EventSource::<T>::next(self).await? {
+                Some(r) => out.push(r),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
     fn describe(&self) -> String {
         self.name.clone()
     }

@@ -73,6 +73,19 @@ impl<T> MemorySource<T> {
 
 #[async_trait]
 impl<T: Send> EventSource<T> for MemorySource<T> {
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        out: &mut Vec<SourceRecord<T>>,
+    ) -> ProcessorResult<bool> {
+        for _ in 0..max.max(1) {
+            match self.next().await? {
+                Some(r) => out.push(r),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
     async fn next(&mut self) -> ProcessorResult<Option<SourceRecord<T>>> {
         Ok(self.items.next().map(|payload| {
             let partition = match &payload {
@@ -118,6 +131,17 @@ pub struct ChannelSource<T> {
 }
 
 impl<T> ChannelSource<T> {
+    fn record(&mut self, e: T) -> SourceRecord<T> {
+        let i = self.index;
+        self.index += 1;
+        SourceRecord {
+            payload: Payload::Event(e),
+            partition: 0,
+            offset: i,
+            sequence: i + 1,
+        }
+    }
+
     /// Reads from this receiver.
     pub fn new(rx: mpsc::Receiver<T>) -> Self {
         ChannelSource { rx, index: 0 }
@@ -127,16 +151,26 @@ impl<T> ChannelSource<T> {
 #[async_trait]
 impl<T: Send> EventSource<T> for ChannelSource<T> {
     async fn next(&mut self) -> ProcessorResult<Option<SourceRecord<T>>> {
-        Ok(self.rx.recv().await.map(|e| {
-            let i = self.index;
-            self.index += 1;
-            SourceRecord {
-                payload: Payload::Event(e),
-                partition: 0,
-                offset: i,
-                sequence: i + 1,
+        Ok(self.rx.recv().await.map(|e| self.record(e)))
+    }
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        out: &mut Vec<SourceRecord<T>>,
+    ) -> ProcessorResult<bool> {
+        // Wait for one, then take what is already there.
+        let Some(first) = self.rx.recv().await else {
+            return Ok(false);
+        };
+        out.push(self.record(first));
+        while out.len() < max {
+            match self.rx.try_recv() {
+                Ok(e) => out.push(self.record(e)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Ok(false),
             }
-        }))
+        }
+        Ok(true)
     }
     fn describe(&self) -> String {
         "channel".into()

@@ -44,6 +44,28 @@ pub struct SourceRecord<T> {
 pub trait EventSource<T>: Send {
     /// The next record.
     async fn next(&mut self) -> ProcessorResult<Option<SourceRecord<T>>>;
+    /// Appends up to `max` records to `out` (at least one unless the source ended), and
+    /// returns whether more may come (`false`: the source ended). The run loop takes
+    /// records in these batches: one channel operation per batch, not per record. A live
+    /// source should return what it has rather than wait for `max`. The default takes one
+    /// record; sources that can do better override it.
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        out: &mut Vec<SourceRecord<T>>,
+    ) -> ProcessorResult<bool>
+    where
+        T: Send,
+    {
+        let _ = max;
+        match self.next().await? {
+            Some(r) => {
+                out.push(r);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
     /// A short description for logs and dead letters (`file:events.jsonl`, `stdin`).
     fn describe(&self) -> String;
     /// The partitions it reads, known before the first record.

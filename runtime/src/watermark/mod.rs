@@ -49,7 +49,7 @@ impl Watermark {
 /// Produces watermarks from the events of a stream.
 ///
 /// Times are epoch milliseconds (`i64::MIN` = no watermark yet); `now` is processing time,
-/// used only for idleness and periodic emission, never to judge lateness.
+/// used only for idleness, never to judge lateness or to decide when to emit.
 pub trait WatermarkGenerator: Send {
     /// Observes an event of `partition`; returns the combined watermark when it advanced
     /// and is due to be emitted now.
@@ -77,6 +77,18 @@ pub trait WatermarkGenerator: Send {
     fn snapshot(&self) -> Vec<(u32, i64)>;
     /// Restores what [`snapshot`](Self::snapshot) returned.
     fn restore(&mut self, partitions: &[(u32, i64)], now: Instant);
+    /// After [`restore`](Self::restore): the last watermark the restored run had pushed
+    /// downstream, so that the next pushes fall where an uninterrupted run's would. The
+    /// default keeps what `restore` computed.
+    fn restore_emitted(&mut self, emitted_ms: i64) {
+        let _ = emitted_ms;
+    }
+    /// A live source has had no records for a while: returns the combined watermark when
+    /// it is ahead of what was pushed (a generator that holds pushes back releases them).
+    /// The default pushes nothing: a generator that emits on every event holds nothing.
+    fn on_source_idle(&mut self) -> Option<i64> {
+        None
+    }
 }
 
 impl<G: WatermarkGenerator + ?Sized> WatermarkGenerator for Box<G> {
@@ -103,5 +115,11 @@ impl<G: WatermarkGenerator + ?Sized> WatermarkGenerator for Box<G> {
     }
     fn restore(&mut self, partitions: &[(u32, i64)], now: Instant) {
         (**self).restore(partitions, now)
+    }
+    fn restore_emitted(&mut self, emitted_ms: i64) {
+        (**self).restore_emitted(emitted_ms)
+    }
+    fn on_source_idle(&mut self) -> Option<i64> {
+        (**self).on_source_idle()
     }
 }

@@ -1,13 +1,19 @@
 use std::time::{Duration, Instant};
 
 use super::WatermarkGenerator;
+use crate::time::duration_millis;
 
-/// Wraps a generator and emits its combined watermark at most once per interval
-/// (processing time).
+/// Wraps a generator and pushes its combined watermark downstream each time it has
+/// advanced by at least `interval` of **event time** since the last push.
 ///
-/// Only emission is periodic: lateness is still judged on each partition's watermark as
-/// it stands after that partition's previous record, so the interval changes when windows
-/// fire (latency), never which records are late or what the final rows contain.
+/// Emission is a function of the input alone, never of a clock: the same events give the
+/// same pushes, so windows fire at the same records and the same rows (and `is_update`
+/// flags) come out on every run, at any batch size, after any restore. Lateness is still
+/// judged on each partition's watermark as it stands after that partition's previous
+/// record. Processing time only matters for a live source that has gone quiet: then the
+/// run loop pushes what the generator holds ([`on_source_idle`]).
+///
+/// [`on_source_idle`]: WatermarkGenerator::on_source_idle
 ///
 /// ```
 /// use llm_optimizer_processor::*;
@@ -19,14 +25,15 @@ use super::WatermarkGenerator;
 ///     Box::new(base_gen),
 /// );
 /// let t0 = Instant::now();
-/// assert_eq!(periodic_gen.on_event(0, 100_000, t0), Some(70_000)); // first one is due
-/// assert_eq!(periodic_gen.on_event(0, 200_000, t0), None);         // not yet
-/// assert_eq!(periodic_gen.on_tick(t0 + Duration::from_secs(10)), Some(170_000));
+/// assert_eq!(periodic_gen.on_event(0, 100_000, t0), Some(70_000)); // the first push
+/// assert_eq!(periodic_gen.on_event(0, 105_000, t0), None);         // 5 s of event time
+/// assert_eq!(periodic_gen.on_tick(t0 + Duration::from_secs(60)), None); // clocks push nothing
+/// assert_eq!(periodic_gen.on_event(0, 110_000, t0), Some(80_000)); // 10 s: pushed
 /// ```
 pub struct PeriodicWatermarkGenerator {
     interval: Duration,
+    interval_ms: i64,
     inner: Box<dyn WatermarkGenerator>,
-    last_emit: Option<Instant>,
     emitted: i64,
 }
 
@@ -40,44 +47,59 @@ impl std::fmt::Debug for PeriodicWatermarkGenerator {
 }
 
 impl PeriodicWatermarkGenerator {
-    /// Emits `inner`'s watermark every `interval`.
+    /// Pushes `inner`'s watermark every `interval` of event time.
     pub fn new(interval: Duration, inner: Box<dyn WatermarkGenerator>) -> Self {
         PeriodicWatermarkGenerator {
             interval,
+            interval_ms: duration_millis(interval),
             inner,
-            last_emit: None,
             emitted: i64::MIN,
         }
     }
 
-    /// The emission interval.
+    /// The emission interval (event time).
     pub fn interval(&self) -> Duration {
         self.interval
     }
 
-    fn maybe_emit(&mut self, now: Instant) -> Option<i64> {
-        let due = self
-            .last_emit
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.interval);
+    #[inline]
+    fn maybe_emit(&mut self) -> Option<i64> {
         let candidate = self.inner.emitted_millis();
-        if due && candidate > self.emitted {
+        let due = self.emitted == i64::MIN
+            || candidate >= self.emitted.saturating_add(self.interval_ms)
+            // The inner watermark went back (a partition joined behind): follow it.
+            || candidate < self.emitted;
+        if due && candidate != self.emitted && candidate != i64::MIN {
+            let forward = candidate > self.emitted;
             self.emitted = candidate;
-            self.last_emit = Some(now);
-            Some(candidate)
-        } else {
-            None
+            return forward.then_some(candidate);
         }
+        None
     }
 }
 
 impl WatermarkGenerator for PeriodicWatermarkGenerator {
+    #[inline]
     fn on_event(&mut self, partition: u32, event_time_ms: i64, now: Instant) -> Option<i64> {
         self.inner.on_event(partition, event_time_ms, now);
-        self.maybe_emit(now)
+        self.maybe_emit()
     }
     fn on_tick(&mut self, now: Instant) -> Option<i64> {
+        // Idleness may move the inner watermark; it is pushed on the same event-time rule.
         self.inner.on_tick(now);
-        self.maybe_emit(now)
+        self.maybe_emit()
+    }
+    fn on_source_idle(&mut self) -> Option<i64> {
+        self.inner.on_source_idle();
+        let candidate = self.inner.emitted_millis();
+        (candidate > self.emitted).then(|| {
+            self.emitted = candidate;
+            candidate
+        })
+    }
+    fn restore_emitted(&mut self, emitted_ms: i64) {
+        self.inner.restore_emitted(emitted_ms);
+        self.emitted = emitted_ms.min(self.inner.emitted_millis());
     }
     fn partition_watermark(&self, partition: u32) -> i64 {
         self.inner.partition_watermark(partition)
@@ -116,5 +138,44 @@ mod tests {
         g.register_partition(1, t);
         assert_eq!(g.on_event(1, 50_000, t), Some(50_000));
         assert_eq!(g.on_event(1, 120_000, t), Some(100_000));
+    }
+
+    #[test]
+    fn pushes_follow_event_time_and_resume_from_the_last_push() {
+        let every = |g: &mut PeriodicWatermarkGenerator, times: &[i64]| -> Vec<i64> {
+            let t = Instant::now();
+            times
+                .iter()
+                .filter_map(|&ms| g.on_event(0, ms, t))
+                .collect()
+        };
+        let new = || {
+            PeriodicWatermarkGenerator::new(
+                Duration::from_secs(10),
+                Box::new(BoundedOutOfOrdernessWatermark::new(Duration::ZERO)),
+            )
+        };
+        let times: Vec<i64> = (0..40).map(|i| i * 3_000).collect();
+        let mut whole = new();
+        let all = every(&mut whole, &times);
+        assert_eq!(
+            all,
+            [0, 12_000, 24_000, 36_000, 48_000, 60_000, 72_000, 84_000, 96_000, 108_000]
+        );
+        // Cut anywhere and restored from (max event time, last push): the same pushes.
+        for cut in 1..times.len() {
+            let mut first = new();
+            let mut got = every(&mut first, &times[..cut]);
+            let mut second = new();
+            second.restore(&first.snapshot(), Instant::now());
+            second.restore_emitted(first.emitted_millis());
+            got.extend(every(&mut second, &times[cut..]));
+            assert_eq!(got, all, "cut at {cut}");
+        }
+        // A quiet live source pushes what is held.
+        let mut g = new();
+        every(&mut g, &[0, 5_000]);
+        assert_eq!(g.on_source_idle(), Some(5_000));
+        assert_eq!(g.on_source_idle(), None);
     }
 }

@@ -11,13 +11,17 @@
 use crate::FeedbackEvent;
 use chrono::{DateTime, Utc};
 
-/// Decodes `json` into `e` (already reset) if it has the common shape; `false` if the
-/// serde path must decide.
-pub(super) fn scan(json: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -> bool {
-    scan_object(json, fields, e).is_some()
+/// Decodes `json` into `e` (already reset) if it has the common shape, returning the
+/// fields present (a null rating is absent); `None` if the serde path must decide.
+pub(super) fn scan(
+    json: &[u8],
+    fields: super::FeedbackFields,
+    e: &mut FeedbackEvent,
+) -> Option<u16> {
+    scan_object(json, fields, e)
 }
 
-fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -> Option<()> {
+fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -> Option<u16> {
     let mut i = ws(b, 0);
     if *b.get(i)? != b'{' {
         return None;
@@ -41,7 +45,13 @@ fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -
             None => {}
         }
         i = match field {
-            Some(f) if fields.has(f) => value(b, i, f, e)?,
+            Some(f) if fields.has(f) => {
+                let j = value(b, i, f, e)?;
+                if f == 10 && e.rating.is_none() {
+                    seen &= !(1 << f); // `"rating": null`: not rated
+                }
+                j
+            }
             _ => skip(b, i)?,
         };
         i = ws(b, i);
@@ -54,7 +64,7 @@ fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -
     if seen & (1 << super::TIMESTAMP) == 0 || ws(b, i + 1) != b.len() {
         return None;
     }
-    Some(())
+    Some(seen)
 }
 
 /// A field's index by its name's bytes (no UTF-8 check needed); the order of `NAMES`.
@@ -234,7 +244,7 @@ mod tests {
 
     fn fast(json: &str) -> Option<FeedbackEvent> {
         let mut e = FeedbackEvent::default();
-        scan(json.as_bytes(), FeedbackFields::ALL, &mut e).then_some(e)
+        scan(json.as_bytes(), FeedbackFields::ALL, &mut e).map(|_| e)
     }
 
     #[test]
