@@ -8,6 +8,8 @@
 #   benches/e2e.sh [EVENTS] [ROUNDS]        (defaults: 2000000 events, 5 rounds)
 #
 # Needs /usr/bin/time (Debian package `time`). Files go to $E2E_DIR (default /tmp/lop-e2e).
+# E2E_CARGO_FLAGS adds cargo flags to the build (`--no-default-features` leaves RocksDB and
+# Kafka out: the configs below use the memory backend, so the run path is the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-2000000}
@@ -16,7 +18,8 @@ work=${E2E_DIR:-/tmp/lop-e2e}
 mkdir -p "$work"
 target=${CARGO_TARGET_DIR:-$PWD/target}
 
-cargo build --release --locked --bin processor >&2
+# shellcheck disable=SC2086
+cargo build --release --locked ${E2E_CARGO_FLAGS:-} --bin processor >&2
 bin="$target/release/processor"
 input="$work/events-$events.jsonl"
 [ -s "$input" ] || "$bin" generate --events "$events" --out "$input" >&2
