@@ -1,4 +1,4 @@
-//! Crash recovery, end to end: the real `processor` binary over a generated file of events
+//! Crash recovery, end to end: the real `processor` binary over a generated file of 1M events
 //! with malformed and late lines and a short checkpoint interval, killed with SIGKILL at
 //! random moments after its checkpoints show progress and restarted each time, must write
 //! exactly the rows of an uninterrupted run (as a sorted set of lines, byte for byte), and
@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
 
-const EVENTS: usize = 240_000;
+/// Events of the kill tests (the damaged-checkpoint tests need fewer).
+const EVENTS: usize = 1_000_000;
+const EVENTS_DAMAGE: usize = 240_000;
 
 struct Scenario {
     backend: &'static str,
@@ -51,10 +53,10 @@ fn config(dir: &Path, s: &Scenario) -> PathBuf {
     path
 }
 
-fn input(dir: &Path) -> PathBuf {
+fn input(dir: &Path, events: usize) -> PathBuf {
     let path = dir.join("events.jsonl");
     let mut bytes = to_json_lines(&generate(&WorkloadSpec {
-        events: EVENTS,
+        events,
         seed: 7,
         ..Default::default()
     }));
@@ -196,7 +198,7 @@ fn crash_and_compare(s: Scenario, seed: u64) {
     let crashy = root.path().join("crashy");
     std::fs::create_dir_all(&clean).unwrap();
     std::fs::create_dir_all(&crashy).unwrap();
-    let events = input(root.path());
+    let events = input(root.path(), EVENTS);
     config(&clean, &s);
     config(&crashy, &s);
 
@@ -287,7 +289,7 @@ fn damaged_checkpoints(backend: &'static str, damage: fn(&Path)) {
     let crashy = root.path().join("crashy");
     std::fs::create_dir_all(&clean).unwrap();
     std::fs::create_dir_all(&crashy).unwrap();
-    let events = input(root.path());
+    let events = input(root.path(), EVENTS_DAMAGE);
     let s = Scenario {
         backend,
         window: "tumbling",
