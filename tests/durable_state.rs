@@ -42,6 +42,12 @@ fn lines<R: serde::Serialize>(rows: &[R]) -> Vec<String> {
     v
 }
 
+/// Dead letters in the test's own folder: a file has one writer, and tests run at once.
+fn dead_letters(dir: &std::path::Path) -> ErrorHandler {
+    ErrorHandler::new(ErrorPolicy::DeadLetter)
+        .with_sink(DeadLetterSink::new("dead-letter").with_dir(dir))
+}
+
 /// A sink that asks the pipeline to stop once it has `after` rows.
 #[derive(Clone)]
 struct StopAfter {
@@ -62,8 +68,9 @@ impl EventSink<LatencyRow> for StopAfter {
 }
 
 /// Runs `Latency` once uninterrupted; then on RocksDB with `first` workers, stopped at a
-/// checkpoint after 20 rows, and resumed with `second` workers: the rows of the two runs
-/// together are those of the uninterrupted one.
+/// checkpoint after a quarter of the rows, and resumed with `second` workers: the rows of
+/// the two runs together are those of the uninterrupted one. Small buffers keep the
+/// source from running to its end before the stop is asked for.
 async fn stop_and_resume(first: usize, second: usize) {
     let all = CollectorSink::new();
     Latency::pipeline()
@@ -82,13 +89,15 @@ async fn stop_and_resume(first: usize, second: usize) {
     let stop = std::sync::Arc::new(tokio::sync::Notify::new());
     let stopping = StopAfter {
         rows: CollectorSink::new(),
-        after: 20,
+        after: all.items().len() / 4,
         stop: stop.clone(),
     };
     let s1 = Latency::pipeline()
         .with_memory_source(events())
+        .with_buffer_size(1024)
         .with_parallelism(first)
         .with_state_backend(backend.clone())
+        .with_error_handler(dead_letters(dir.path()))
         .with_sink(stopping.clone())
         .with_shutdown_signal(async move { stop.notified().await })
         .build()
@@ -104,6 +113,7 @@ async fn stop_and_resume(first: usize, second: usize) {
         .with_memory_source(events())
         .with_parallelism(second)
         .with_state_backend(backend)
+        .with_error_handler(dead_letters(dir.path()))
         .with_sink(resumed.clone())
         .build()
         .unwrap()
@@ -214,6 +224,7 @@ async fn spilling_past_the_memory_bound_changes_no_row() {
         let spilled = CollectorSink::new();
         build(create_pipeline::<FeedbackEvent>())
             .with_state_backend(Arc::new(backend))
+            .with_error_handler(dead_letters(dir.path()))
             .with_checkpoint_interval(Duration::from_millis(5))
             .with_spill_threshold(200)
             .with_sink(spilled.clone())
@@ -261,6 +272,7 @@ async fn a_checkpoint_of_another_pipeline_is_refused() {
     Latency::pipeline()
         .with_memory_source(events())
         .with_state_backend(backend.clone())
+        .with_error_handler(dead_letters(dir.path()))
         .with_sink(sink)
         .with_shutdown_signal(async move { stop.notified().await })
         .build()
@@ -272,6 +284,7 @@ async fn a_checkpoint_of_another_pipeline_is_refused() {
         .with_memory_source(events())
         .with_tumbling_window(Duration::from_secs(60))
         .with_state_backend(backend)
+        .with_error_handler(dead_letters(dir.path()))
         .with_sink(CollectorSink::new())
         .build()
         .unwrap()

@@ -47,7 +47,12 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
     match (cx.check(), fields) {
         (Ok(()), Some(fields)) => generate(input, &fields),
         (Err(e), _) => e.to_compile_error(),
-        (Ok(()), None) => unreachable!("parse reports every failure"),
+        // Parsing reports every failure; should it ever not, an error to report, not a panic.
+        (Ok(()), None) => syn::Error::new_spanned(
+            &input.ident,
+            "derive(Event) found this struct invalid without saying why (a bug: please report it with the struct)",
+        )
+        .to_compile_error(),
     }
 }
 

@@ -13,6 +13,8 @@ mod ctxt;
 mod duration;
 mod event;
 mod event_decode;
+#[cfg(test)]
+mod no_panic;
 mod pipeline;
 mod similar;
 

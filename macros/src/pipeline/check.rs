@@ -116,8 +116,8 @@ pub fn check(cx: &Ctxt, decl: &PipelineDecl) -> Option<Model> {
         .and_then(|e| value(cx, e))
         .map(|v| check_key_by(cx, v));
     let aggs = match sections.get("aggregate") {
-        Some((_, SectionBody::Aggregate(entries))) => {
-            check_aggregates(cx, entries, key.as_ref().and_then(|k| k.as_ref()))
+        Some((name, SectionBody::Aggregate(entries))) => {
+            check_aggregates(cx, name, entries, key.as_ref().and_then(|k| k.as_ref()))
         }
         Some((name, SectionBody::Value(_))) => {
             cx.error_spanned_by(
@@ -514,8 +514,17 @@ fn check_late(cx: &Ctxt, e: &Expr) -> bool {
 /// (`count()`, `sum(field)`, …, `percentile(field, p)` with a literal p in (0, 100]);
 /// output names are distinct, and differ from key fields and from `window_start`,
 /// `window_end`, `is_update` (and `key` when keyed by the event's key).
-fn check_aggregates(cx: &Ctxt, entries: &[AggEntry], key: Option<&Vec<Ident>>) -> Option<Vec<Agg>> {
+fn check_aggregates(
+    cx: &Ctxt,
+    section: &Ident,
+    entries: &[AggEntry],
+    key: Option<&Vec<Ident>>,
+) -> Option<Vec<Agg>> {
     if entries.is_empty() {
+        cx.error_spanned_by(
+            section,
+            "`aggregate { }` declares no outputs, and a row needs at least one; write e.g. `aggregate { requests: count(), p95: percentile(latency_ms, 95) }`",
+        );
         return None;
     }
     let mut out = Vec::new();

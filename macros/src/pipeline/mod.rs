@@ -37,7 +37,9 @@ pub fn expand(input: TokenStream) -> TokenStream {
                     .last()
                     .is_some_and(|s| BUILTIN_EVENTS.iter().any(|b| s.ident == b));
                 if p.qself.is_none() && !builtin {
-                    cx.check().expect("a model, so no errors");
+                    if let Err(e) = cx.check() {
+                        return e.to_compile_error();
+                    }
                     let path = &p.path;
                     return quote!(#path! { #input });
                 }
@@ -47,11 +49,18 @@ pub fn expand(input: TokenStream) -> TokenStream {
     if let (Some(model), Some(fields)) = (&model, &fields) {
         check::check_key_fields(&cx, model, fields, &decl.event);
     }
-    match cx.check() {
-        Ok(()) => expand::generate(&decl, &model.expect("no errors, so a model"), &digest),
+    match (cx.check(), model) {
+        (Ok(()), Some(model)) => expand::generate(&decl, &model, &digest),
+        // Every rule that yields no model reports why; should one ever not, the user
+        // gets an error to report rather than a panicking macro.
+        (Ok(()), None) => syn::Error::new_spanned(
+            &decl.name,
+            "pipeline! found this declaration invalid without saying why (a bug: please report it with the declaration)",
+        )
+        .to_compile_error(),
         // Quiet failure: the error, plus the types the user expects, so that one mistake
         // gives one error rather than a cascade at every use of the pipeline.
-        Err(e) => {
+        (Err(e), _) => {
             let mut out = e.to_compile_error();
             out.extend(expand::fallback(&decl));
             out

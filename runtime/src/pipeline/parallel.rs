@@ -269,7 +269,7 @@ where
             }
         }
         workers.send(&mut parts).await?;
-        workers.report(found);
+        workers.report(found).await;
         metrics.record_processing_latency(t0.elapsed());
     }
     drop(rx);
@@ -295,6 +295,16 @@ where
     Ok(summary)
 }
 
+/// Sends what a worker found since its last message to the collector.
+async fn flush<R>(out: &mpsc::Sender<(usize, Outcome<R>)>, worker: usize, done: &mut Done<R>) {
+    if !done.is_empty() {
+        // The collector only stops early on an error, which the run reports.
+        let _ = out
+            .send((worker, Outcome::Batch(std::mem::take(done))))
+            .await;
+    }
+}
+
 fn barrier_meta(
     id: u64,
     positions: &Positions,
@@ -313,7 +323,7 @@ pub(super) struct Workers<T, R> {
     senders: Vec<mpsc::Sender<Vec<ToWorker<T>>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Outcomes tagged with who sent them: a worker's index, or N for the run loop.
-    outcomes: mpsc::UnboundedSender<(usize, Outcome<R>)>,
+    outcomes: mpsc::Sender<(usize, Outcome<R>)>,
     collector: tokio::task::JoinHandle<ProcessorResult<RunSummary>>,
 }
 
@@ -363,7 +373,9 @@ where
     where
         P: Plan<Event = T, Row = R> + Sync,
     {
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(usize, Outcome<R>)>();
+        // Bounded: a slow sink holds the workers back, and they the run loop and the source.
+        let (out_tx, mut out_rx) =
+            mpsc::channel::<(usize, Outcome<R>)>(buffer.div_ceil(BATCH).max(2) * n);
         let mut senders = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
         let mut restored = restored.map(Vec::into_iter);
@@ -390,11 +402,6 @@ where
             let source_name = shared.source_name.clone();
             senders.push(tx);
             tasks.push(tokio::spawn(async move {
-                let flush = |done: &mut Done<R>| {
-                    if !done.is_empty() {
-                        let _ = out.send((worker, Outcome::Batch(std::mem::take(done))));
-                    }
-                };
                 let mut done: Done<R> = Done::default();
                 while let Some(msgs) = rx.recv().await {
                     for msg in msgs {
@@ -404,9 +411,9 @@ where
                             }
                             ToWorker::Barrier { stop } => {
                                 // What came before the barrier belongs to this checkpoint.
-                                flush(&mut done);
-                                let _ =
-                                    out.send((worker, Outcome::State(worker, encode_state(&op))));
+                                flush(&out, worker, &mut done).await;
+                                let state = Outcome::State(worker, encode_state(&op));
+                                let _ = out.send((worker, state)).await;
                                 if stop {
                                     return;
                                 }
@@ -448,15 +455,15 @@ where
                             }
                         }
                         if let Some(e) = op.take_spill_error() {
-                            flush(&mut done);
-                            let _ = out.send((worker, Outcome::Fatal(e)));
+                            flush(&out, worker, &mut done).await;
+                            let _ = out.send((worker, Outcome::Fatal(e))).await;
                             return;
                         }
                     }
-                    flush(&mut done);
+                    flush(&out, worker, &mut done).await;
                 }
                 op.flush(&mut collect_rows(&*plan, &func, &mut done.rows));
-                flush(&mut done);
+                flush(&out, worker, &mut done).await;
             }));
         }
         let Collector {
@@ -614,11 +621,12 @@ where
     }
 
     /// Reports what the run loop itself found (records bad before routing).
-    pub fn report(&self, done: Done<R>) {
+    pub async fn report(&self, done: Done<R>) {
         if !done.is_empty() {
             let _ = self
                 .outcomes
-                .send((self.senders.len(), Outcome::Batch(done)));
+                .send((self.senders.len(), Outcome::Batch(done)))
+                .await;
         }
     }
 
@@ -641,6 +649,7 @@ where
     pub async fn barrier(&self, meta: Meta, stop: bool) -> ProcessorResult<()> {
         self.outcomes
             .send((self.senders.len(), Outcome::Begin(Box::new(meta))))
+            .await
             .map_err(|_| ProcessorError::Internal("the collector stopped early".into()))?;
         self.broadcast(|| ToWorker::Barrier { stop }).await
     }
@@ -661,7 +670,9 @@ where
                 .map_err(|e| ProcessorError::Internal(format!("a worker failed: {e}")))?;
         }
         if let Some(meta) = last {
-            let _ = outcomes.send((senders_len, Outcome::Begin(Box::new(meta))));
+            let _ = outcomes
+                .send((senders_len, Outcome::Begin(Box::new(meta))))
+                .await;
         }
         drop(outcomes);
         collector

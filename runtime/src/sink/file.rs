@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,12 @@ use crate::error::{ProcessorError, ProcessorResult};
 /// An [`appending`](Self::appending) sink never truncates: a new run adds to what earlier
 /// runs wrote (dead letters and late records keep their history), and a restart still
 /// cuts back only what came after the restored checkpoint.
+///
+/// A file has one writer: the sink takes an exclusive lock on it (`flock`) before it first
+/// changes it and holds it until it is dropped, so a second sink on the same path (in this
+/// process or another) fails with an error that names the file instead of interleaving or
+/// cutting back the other's rows. Nothing is created or locked until there is something
+/// to write: a dead-letter file appears with the first dead letter.
 pub struct FileSink<T = crate::AggregationResult> {
     path: PathBuf,
     append: bool,
@@ -29,9 +36,14 @@ pub struct FileSink<T = crate::AggregationResult> {
 
 #[derive(Default)]
 struct Inner {
+    /// The published file, opened and locked by the first change this sink makes.
+    out: Option<File>,
+    /// Where sent items go: the published file, or (checkpointed) the pending file.
     writer: Option<BufWriter<File>>,
-    /// Checkpointed: the writer writes the pending file.
+    /// Checkpointed: items are staged in the pending file.
     staged: bool,
+    /// Checkpoints prepared and not committed yet, with the length of their rows.
+    prepared: BTreeMap<u64, u64>,
 }
 
 /// What a checkpoint stores for the file sink.
@@ -131,38 +143,69 @@ impl<T> FileSink<T> {
             .map_err(|e| io_err(dir, e))
     }
 
-    /// Removes every pending file of this sink.
-    fn remove_pending(&self) -> ProcessorResult<()> {
+    /// Removes every pending file of this sink (claiming the file first: they are its).
+    fn remove_pending(&self, inner: &mut Inner) -> ProcessorResult<()> {
         let dir = self.dir().unwrap_or(Path::new("."));
         let prefix = self.pending();
         let prefix = prefix.file_name().unwrap_or_default().to_string_lossy();
-        let entries = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&*prefix) {
-                std::fs::remove_file(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
-            }
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(dir, e)),
+        };
+        let stale: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(&*prefix))
+            .map(|entry| entry.path())
+            .collect();
+        if !stale.is_empty() {
+            self.claim(inner)?;
+        }
+        for path in stale {
+            std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
         }
         Ok(())
     }
 
-    fn open_pending(&self, inner: &mut Inner) -> ProcessorResult<()> {
-        let pending = self.pending();
-        let f = File::create(&pending).map_err(|e| io_err(&pending, e))?;
-        inner.writer = Some(BufWriter::new(f));
-        inner.staged = true;
-        Ok(())
+    /// The published file, opened for appending and locked against other writers.
+    fn claim<'a>(&self, inner: &'a mut Inner) -> ProcessorResult<&'a mut File> {
+        if inner.out.is_none() {
+            self.create_dir()?;
+            let f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&self.path)
+                .map_err(|e| io_err(&self.path, e))?;
+            match f.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(ProcessorError::Config(format!(
+                        "{} is being written by another sink (in this process or another): give each pipeline its own output file (dead letters and late records: DeadLetterSink::with_dir or PROCESSOR_DEAD_LETTER_DIR)",
+                        self.path.display()
+                    )))
+                }
+                Err(TryLockError::Error(e)) => return Err(io_err(&self.path, e)),
+            }
+            inner.out = Some(f);
+        }
+        Ok(inner.out.as_mut().expect("claimed above"))
     }
 
     /// Appends `from` to the published file and makes it durable.
-    fn publish(&self, from: &Path) -> ProcessorResult<()> {
+    fn publish(&self, inner: &mut Inner, from: &Path) -> ProcessorResult<()> {
         let mut src = File::open(from).map_err(|e| io_err(from, e))?;
-        let mut out = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&self.path)
-            .map_err(|e| io_err(&self.path, e))?;
-        std::io::copy(&mut src, &mut out).map_err(|e| io_err(&self.path, e))?;
+        let out = self.claim(inner)?;
+        std::io::copy(&mut src, out).map_err(|e| io_err(&self.path, e))?;
         out.sync_all().map_err(|e| io_err(&self.path, e))
+    }
+
+    /// Length of the published file (0 when there is none).
+    fn published_len(&self) -> ProcessorResult<u64> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_err(&self.path, e)),
+        }
     }
 }
 
@@ -174,14 +217,18 @@ impl<T: Serialize + Send + 'static> EventSink<T> for FileSink<T> {
         line.push(b'\n');
         let mut inner = self.lock();
         if inner.writer.is_none() {
-            self.create_dir()?;
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .append(self.append)
-                .truncate(!self.append)
-                .open(&self.path)
-                .map_err(|e| io_err(&self.path, e))?;
+            let fresh = inner.out.is_none();
+            let staged = inner.staged;
+            let out = self.claim(&mut inner)?;
+            let f = if staged {
+                let pending = self.pending();
+                File::create(&pending).map_err(|e| io_err(&pending, e))?
+            } else {
+                if fresh && !self.append {
+                    out.set_len(0).map_err(|e| io_err(&self.path, e))?;
+                }
+                out.try_clone().map_err(|e| io_err(&self.path, e))?
+            };
             inner.writer = Some(BufWriter::new(f));
         }
         let w = inner.writer.as_mut().expect("writer was just opened");
@@ -207,24 +254,22 @@ impl<T: Serialize + Send + 'static> EventSink<T> for FileSink<T> {
             ));
         }
         let pending = self.pending();
+        // Nothing sent since the last checkpoint: no file to stage.
+        let mut pending_len = 0;
         if let Some(w) = inner.writer.take() {
             let f = w
                 .into_inner()
                 .map_err(|e| io_err(&pending, e.into_error()))?;
             f.sync_all().map_err(|e| io_err(&pending, e))?;
+            pending_len = f.metadata().map_err(|e| io_err(&pending, e))?.len();
+            let prepared = self.prepared(checkpoint_id);
+            std::fs::rename(&pending, &prepared).map_err(|e| io_err(&prepared, e))?;
+            self.sync_dir()?;
         }
-        let pending_len = std::fs::metadata(&pending)
-            .map_err(|e| io_err(&pending, e))?
-            .len();
-        let len_before = match std::fs::metadata(&self.path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(io_err(&self.path, e)),
-        };
-        let prepared = self.prepared(checkpoint_id);
-        std::fs::rename(&pending, &prepared).map_err(|e| io_err(&prepared, e))?;
-        self.sync_dir()?;
-        self.open_pending(&mut inner)?;
+        // Checkpoints still waiting to be committed publish before this one.
+        let waiting: u64 = inner.prepared.values().sum();
+        let len_before = self.published_len()? + waiting;
+        inner.prepared.insert(checkpoint_id, pending_len);
         postcard::to_allocvec(&Staged {
             len_before,
             pending_len,
@@ -233,35 +278,49 @@ impl<T: Serialize + Send + 'static> EventSink<T> for FileSink<T> {
     }
 
     async fn commit(&self, checkpoint_id: u64) -> ProcessorResult<()> {
-        let prepared = self.prepared(checkpoint_id);
-        self.publish(&prepared)?;
-        std::fs::remove_file(&prepared).map_err(|e| io_err(&prepared, e))
+        let mut inner = self.lock();
+        let ids: Vec<u64> = inner
+            .prepared
+            .range(..=checkpoint_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if inner.prepared.remove(&id).unwrap_or(0) > 0 {
+                let prepared = self.prepared(id);
+                self.publish(&mut inner, &prepared)?;
+                std::fs::remove_file(&prepared).map_err(|e| io_err(&prepared, e))?;
+            }
+        }
+        Ok(())
     }
 
     async fn recover(&self, checkpoint: Option<(u64, &[u8])>) -> ProcessorResult<()> {
         let mut inner = self.lock();
         inner.writer = None;
-        self.create_dir()?;
-        let out = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.path)
-            .map_err(|e| io_err(&self.path, e))?;
+        inner.prepared.clear();
+        let len = self.published_len()?;
         match checkpoint {
             None if self.append => {}
-            None => out.set_len(0).map_err(|e| io_err(&self.path, e))?,
+            None => {
+                // A new run of a results file starts it empty.
+                let out = self.claim(&mut inner)?;
+                out.set_len(0).map_err(|e| io_err(&self.path, e))?;
+                out.sync_all().map_err(|e| io_err(&self.path, e))?;
+            }
             Some((id, state)) => {
                 let s: Staged = postcard::from_bytes(state).map_err(|e| {
                     ProcessorError::State(format!(
                         "checkpoint {id} holds an unreadable file-sink record ({e})"
                     ))
                 })?;
-                let len = out.metadata().map_err(|e| io_err(&self.path, e))?.len();
                 let target = s.len_before + s.pending_len;
-                if len >= target {
+                if len == target {
+                    // Exactly what the checkpoint published: nothing to change.
+                } else if len > target {
                     // The commit of `id` had completed: drop what came after it.
+                    let out = self.claim(&mut inner)?;
                     out.set_len(target).map_err(|e| io_err(&self.path, e))?;
+                    out.sync_all().map_err(|e| io_err(&self.path, e))?;
                 } else if len < s.len_before {
                     return Err(ProcessorError::State(format!(
                         "{} has {len} bytes but checkpoint {id} had published {}: the file was changed outside the processor; restore it or remove the checkpoint directory to start over",
@@ -270,25 +329,24 @@ impl<T: Serialize + Send + 'static> EventSink<T> for FileSink<T> {
                     )));
                 } else {
                     // The commit of `id` was cut short: redo it.
+                    let prepared = self.prepared(id);
+                    let have = std::fs::metadata(&prepared).map(|m| m.len()).ok();
+                    if have != Some(s.pending_len) {
+                        return Err(ProcessorError::State(format!(
+                            "the rows of checkpoint {id} ({}) are missing or truncated: restore that file or remove the checkpoint directory to start over",
+                            prepared.display()
+                        )));
+                    }
+                    let out = self.claim(&mut inner)?;
                     out.set_len(s.len_before)
                         .map_err(|e| io_err(&self.path, e))?;
-                    let prepared = self.prepared(id);
-                    if s.pending_len > 0 {
-                        let have = std::fs::metadata(&prepared).map(|m| m.len()).ok();
-                        if have != Some(s.pending_len) {
-                            return Err(ProcessorError::State(format!(
-                                "the rows of checkpoint {id} ({}) are missing or truncated: restore that file or remove the checkpoint directory to start over",
-                                prepared.display()
-                            )));
-                        }
-                        self.publish(&prepared)?;
-                    }
+                    self.publish(&mut inner, &prepared)?;
                 }
             }
         }
-        out.sync_all().map_err(|e| io_err(&self.path, e))?;
-        self.remove_pending()?;
-        self.open_pending(&mut inner)
+        self.remove_pending(&mut inner)?;
+        inner.staged = true;
+        Ok(())
     }
 }
 
@@ -319,11 +377,13 @@ mod tests {
         let s2 = sink.prepare_commit(2).await.unwrap();
 
         // Crash before checkpoint 2 completed: restart from 1 drops row 2.
+        drop(sink);
         let again = FileSink::<u32>::new(&path);
         again.recover(Some((1, &s1))).await.unwrap();
         assert_eq!(read(&path), "1\n");
 
         // Crash during the commit of 2: restart from 2 finishes it, once.
+        drop(again);
         let sink = FileSink::<u32>::new(&path);
         sink.recover(None).await.unwrap();
         sink.send(1).await.unwrap();
@@ -332,6 +392,7 @@ mod tests {
         sink.send(2).await.unwrap();
         let s2b = sink.prepare_commit(2).await.unwrap();
         assert_eq!(s2, s2b);
+        drop(sink);
         let again = FileSink::<u32>::new(&path);
         again.recover(Some((2, &s2b))).await.unwrap();
         assert_eq!(read(&path), "1\n2\n");
@@ -359,6 +420,7 @@ mod tests {
         sink.commit(2).await.unwrap();
         assert_eq!(read(&path), "0\n1\n2\n");
         // A crash after checkpoint 2 was published, restored from 1: 2 is cut back.
+        drop(sink);
         let again = FileSink::<u32>::appending(&path);
         again.recover(Some((1, &s1))).await.unwrap();
         assert_eq!(read(&path), "0\n1\n");
@@ -373,13 +435,78 @@ mod tests {
         sink.send(1).await.unwrap();
         let s1 = sink.prepare_commit(1).await.unwrap();
         sink.commit(1).await.unwrap();
+        drop(sink);
         std::fs::write(&path, "").unwrap();
-        std::fs::remove_file(sink.pending()).ok();
         let e = FileSink::<u32>::new(&path)
             .recover(Some((1, &s1)))
             .await
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing or truncated"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_of_the_same_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.jsonl");
+        let first = FileSink::<u32>::appending(&path);
+        let second = FileSink::<u32>::appending(&path);
+        first.send(1).await.unwrap();
+        let e = second.send(2).await.unwrap_err().to_string();
+        assert!(
+            e.contains("dead.jsonl") && e.contains("another sink"),
+            "{e}"
+        );
+        first.flush().await.unwrap();
+        drop(first);
+        second.send(2).await.unwrap();
+        second.flush().await.unwrap();
+        assert_eq!(read(&path), "1\n2\n", "the lock goes with the sink");
+    }
+
+    #[tokio::test]
+    async fn an_idle_appending_sink_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("late").join("late.jsonl");
+        let sink = FileSink::<u32>::appending(&path);
+        sink.recover(None).await.unwrap();
+        sink.prepare_commit(1).await.unwrap();
+        sink.commit(1).await.unwrap();
+        assert!(!path.parent().unwrap().exists(), "nothing created");
+        // An idle sink takes no lock: another may write the file meanwhile.
+        let other = FileSink::<u32>::appending(&path);
+        other.send(7).await.unwrap();
+        other.flush().await.unwrap();
+        sink.prepare_commit(2).await.unwrap();
+        sink.commit(2).await.unwrap();
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["late.jsonl"], "no pending files");
+    }
+
+    #[tokio::test]
+    async fn checkpoints_without_rows_stage_nothing_and_later_rows_still_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let sink = FileSink::<u32>::appending(&path);
+        sink.recover(None).await.unwrap();
+        sink.send(1).await.unwrap();
+        sink.prepare_commit(1).await.unwrap();
+        let s2 = sink.prepare_commit(2).await.unwrap();
+        sink.commit(2).await.unwrap();
+        assert_eq!(
+            read(&path),
+            "1\n",
+            "checkpoint 2 publishes the rows of 1, which never committed"
+        );
+        sink.send(2).await.unwrap();
+        sink.prepare_commit(3).await.unwrap();
+        drop(sink);
+        let again = FileSink::<u32>::appending(&path);
+        again.recover(Some((2, &s2))).await.unwrap();
+        assert_eq!(read(&path), "1\n");
+        assert!(!dir.path().join("out.jsonl.pending-3").exists());
     }
 }
