@@ -220,6 +220,51 @@ fn the_reference_example_validates() {
         .success());
 }
 
+/// One validation: `validate-config` refuses what `run` would, with the same message, and
+/// `run` refuses it before any Kafka client exists (no broker errors logged first).
+#[test]
+fn validate_config_refuses_what_run_refuses_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/reference-complete.yaml"
+    );
+    let env = [
+        ("PROCESSOR_SOURCE__KIND", "kafka"),
+        ("PROCESSOR_STATE__BACKEND", "memory"),
+        (
+            "PROCESSOR_KAFKA__CONSUMER__BOOTSTRAP_SERVERS",
+            "127.0.0.1:1",
+        ),
+    ];
+    let validated = processor(&["validate-config", reference], &env, dir.path());
+    let ran = processor(&["run", "--config", reference], &env, dir.path());
+    assert!(!validated.status.success() && !ran.status.success());
+    let (v, r) = (text(&validated.stderr), text(&ran.stderr));
+    assert!(
+        v.contains("`processor.parallelism` is 4 with a Kafka source"),
+        "{v}"
+    );
+    let line = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("processor.parallelism"))
+            .map(str::to_owned)
+    };
+    assert_eq!(line(&v), line(&r), "the same message");
+    assert!(
+        !r.to_lowercase().contains("rdkafka") && !r.contains("127.0.0.1:1"),
+        "{r}"
+    );
+    // With `--input`, the configured source is not the one that runs: nothing to refuse.
+    std::fs::write(dir.path().join("e.jsonl"), "").unwrap();
+    let from_file = processor(
+        &["run", "--config", reference, "--input", "e.jsonl"],
+        &env,
+        dir.path(),
+    );
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+}
+
 #[test]
 fn parallel_workers_give_the_rows_of_one() {
     let dir = tempfile::tempdir().unwrap();

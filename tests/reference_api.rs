@@ -445,3 +445,15 @@ async fn keyed_aggregation_with_explicit_envelopes() -> ProcessorResult<()> {
     assert_eq!(rows.items()[0].key.get("model"), Some("claude-3-opus"));
     Ok(())
 }
+
+/// "Loading Configuration", as written: `load_config` with nothing imported but the crate's
+/// root; the environment overrides the file (`PROCESSOR_…`, checked in `config`'s tests).
+#[tokio::test]
+async fn loading_configuration() -> ProcessorResult<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("processor-config.yaml");
+    std::fs::write(&path, "processor:\n  parallelism: 2\n").unwrap();
+    let config = load_config(&path).await?;
+    assert_eq!(config.processor.parallelism, 2);
+    Ok(())
+}

@@ -56,6 +56,7 @@ pub mod window;
 pub mod workload;
 
 pub use aggregation::{AggregationResult, AggregationState, Aggregator};
+pub use config::load_config;
 pub use error::{ErrorHandler, ErrorPolicy, ProcessorError, ProcessorResult};
 pub use event::{
     EventMetadata, EventTimestamp, FeedbackEvent, GroupingKey, PerformanceMetricsEvent,

@@ -166,7 +166,16 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
             output,
             format,
         } => {
-            let config = load(config.as_ref()).await?;
+            let mut config = load(config.as_ref()).await?;
+            if let Some(path) = &input {
+                // `--input` replaces the configured source (and what is checked of it).
+                config.processor.source.kind = if path.as_os_str() == "-" {
+                    "stdin"
+                } else {
+                    "file"
+                }
+                .into();
+            }
             let p = &config.processor;
             let mut b = config::pipeline_from_config(&config)?.with_shutdown_signal(stop_signal());
             let from_file =
