@@ -173,22 +173,27 @@ fn expected(s: &Setup, events: &[FeedbackEvent]) -> BTreeMap<String, serde_json:
     let text = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap();
     let mut rows = BTreeMap::new();
     for line in text.lines() {
+        // The processor writes flat rows (`FlatRow`).
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let r: llm_optimizer_processor::AggregationResult =
-            serde_json::from_value(v.clone()).unwrap();
-        rows.insert(format!("{}@{}", r.key, r.window.start.to_rfc3339()), v);
+        rows.insert(flat_key(&v), v);
     }
     rows
+}
+
+/// The key and window of a flat row.
+fn flat_key(v: &serde_json::Value) -> String {
+    format!("{}|{}|{}", v["model"], v["region"], v["window_start"])
 }
 
 fn latest(rows: &[Read]) -> BTreeMap<String, serde_json::Value> {
     rows.iter()
         .filter(|r| !r.payload.contains("sentinel"))
         .map(|r| {
-            (
-                r.key.clone().unwrap(),
-                serde_json::from_str(&r.payload).unwrap(),
-            )
+            // Rows on Kafka are `AggregationResult`s: compared in their flat form.
+            let row: llm_optimizer_processor::AggregationResult =
+                serde_json::from_str(&r.payload).unwrap();
+            let v = serde_json::to_value(llm_optimizer_processor::FlatRow(row)).unwrap();
+            (flat_key(&v), v)
         })
         .collect()
 }

@@ -65,8 +65,8 @@ pub use event::{
 pub use metrics::ProcessorMetrics;
 pub use pipeline::{create_pipeline, Pipeline, PipelineBuilder, Plan, RunSummary};
 pub use sink::{
-    CollectorSink, ConsoleSink, DeadLetterRecord, DeadLetterSink, EventSink, FileSink,
-    KafkaAggregationSink, KafkaProducerConfig, MetricsSink,
+    CollectorSink, ConsoleSink, DeadLetterRecord, DeadLetterSink, EventSink, FileSink, FlatRow,
+    FlatRows, KafkaAggregationSink, KafkaProducerConfig, MetricsSink,
 };
 pub use source::{EventSource, FileSource, KafkaConfig};
 #[cfg(feature = "rocksdb")]

@@ -17,7 +17,9 @@ impl ConsoleSink {
         ConsoleSink { json: false }
     }
 
-    /// A sink printing one JSON object per line.
+    /// A sink printing one JSON object per line, in the flat shape of [`FlatRow`].
+    ///
+    /// [`FlatRow`]: super::FlatRow
     pub fn json() -> Self {
         ConsoleSink { json: true }
     }
@@ -48,7 +50,8 @@ fn format_value(v: f64) -> String {
 impl EventSink<AggregationResult> for ConsoleSink {
     async fn send(&self, r: AggregationResult) -> ProcessorResult<()> {
         let line = if self.json {
-            serde_json::to_string(&r).map_err(|e| ProcessorError::Serialization(e.to_string()))?
+            serde_json::to_string(&super::FlatRow(r))
+                .map_err(|e| ProcessorError::Serialization(e.to_string()))?
         } else {
             ConsoleSink::format_row(&r)
         };

@@ -7,6 +7,7 @@ mod collector;
 mod console;
 mod dead_letter;
 mod file;
+mod flat_row;
 mod kafka;
 mod metrics_sink;
 
@@ -14,6 +15,7 @@ pub use collector::CollectorSink;
 pub use console::ConsoleSink;
 pub use dead_letter::{DeadLetterRecord, DeadLetterSink};
 pub use file::FileSink;
+pub use flat_row::{FlatRow, FlatRows};
 pub use kafka::{KafkaAggregationSink, KafkaProducerConfig};
 pub use metrics_sink::MetricsSink;
 
