@@ -376,6 +376,13 @@ fn metrics_endpoint_is_scraped_during_a_run() {
         body.contains("processor_events_processed_total 50"),
         "{body}"
     );
+    // Where the source is: the byte offset of the last line read (the 50th starts far in).
+    let offset: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("processor_source_offset{partition=\"0\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no source offset: {body}"));
+    assert!(offset > 49 * 40, "{offset}");
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

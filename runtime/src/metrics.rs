@@ -33,6 +33,7 @@ pub struct ProcessorMetrics {
     state_size: IntGauge,
     open_windows: IntGauge,
     partition_watermarks: IntGaugeVec,
+    source_offsets: IntGaugeVec,
     watermark: IntGauge,
     processing_latency: Histogram,
     checkpoints: IntCounter,
@@ -88,6 +89,17 @@ impl ProcessorMetrics {
         registry
             .register(Box::new(partition_watermarks.clone()))
             .expect("metric is registered once in a fresh registry");
+        let source_offsets = IntGaugeVec::new(
+            Opts::new(
+                "processor_source_offset",
+                "where the source is: the offset of the last record read in each partition (its byte offset in a file)",
+            ),
+            &["partition"],
+        )
+        .expect("metric name is valid");
+        registry
+            .register(Box::new(source_offsets.clone()))
+            .expect("metric is registered once in a fresh registry");
         let checkpoint_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "processor_checkpoint_duration_seconds",
@@ -112,6 +124,7 @@ impl ProcessorMetrics {
             ),
             checkpoint_duration,
             partition_watermarks,
+            source_offsets,
             events_processed: counter(&registry, "processor_events_processed_total", "events read"),
             events_late: counter(
                 &registry,
@@ -207,6 +220,26 @@ impl ProcessorMetrics {
     /// Sets the combined watermark.
     pub fn record_watermark(&self, millis: i64) {
         self.watermark.set(millis);
+    }
+
+    /// Sets where the source is in `partition` (the offset of the last record read).
+    pub fn record_source_offset(&self, partition: u32, offset: u64) {
+        self.source_offsets
+            .with_label_values(&[partition.to_string().as_str()])
+            .set(i64::try_from(offset).unwrap_or(i64::MAX));
+    }
+
+    /// Where the source is in `partition` (0 before the first record).
+    pub fn source_offset(&self, partition: u32) -> u64 {
+        let g = self
+            .source_offsets
+            .with_label_values(&[partition.to_string().as_str()]);
+        u64::try_from(g.get()).unwrap_or(0)
+    }
+
+    /// The combined watermark (epoch milliseconds; 0 before the first).
+    pub fn watermark(&self) -> i64 {
+        self.watermark.get()
     }
 
     /// Events read so far.

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod progress;
+
 /// mimalloc: the reader thread allocates events and lines that the operator's thread frees;
 /// glibc's malloc serialises that on an arena lock (a fifth of a run's time in futex
 /// calls), mimalloc frees across threads without one.
@@ -178,8 +180,6 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
             }
             let p = &config.processor;
             let mut b = config::pipeline_from_config(&config)?.with_shutdown_signal(stop_signal());
-            let from_file =
-                input.as_ref().is_none_or(|i| i.as_os_str() != "-") && p.source.kind != "stdin";
             b = match (&input, p.source.kind.as_str()) {
                 (Some(path), _) => b.with_file_source(path),
                 (None, "file") => b.with_file_source(&p.source.path),
@@ -237,33 +237,24 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
                     }
                 })
             });
-            let progress = (from_file && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .then(|| {
-                    let bar = indicatif::ProgressBar::new_spinner();
-                    bar.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{spinner} {pos} events read ({per_sec})",
-                        )
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                    );
-                    let metrics = Arc::clone(&metrics);
-                    let task_bar = bar.clone();
-                    let task = tokio::spawn(async move {
-                        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-                        loop {
-                            tick.tick().await;
-                            task_bar.set_position(metrics.events_processed());
-                        }
-                    });
-                    (bar, task)
-                });
+            // On a terminal: a bar over the bytes of a file input, counts and the
+            // watermark for a live source.
+            let total = match (&input, p.source.kind.as_str()) {
+                (Some(path), _) if path.as_os_str() != "-" => {
+                    std::fs::metadata(path).ok().map(|m| m.len())
+                }
+                (None, "file") => std::fs::metadata(&p.source.path).ok().map(|m| m.len()),
+                (Some(_), _) | (None, "stdin" | "kafka") => None,
+                _ => Some(SAMPLE.len() as u64),
+            };
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                .then(|| progress::Progress::start(total, Arc::clone(&metrics)));
             let summary = b.build()?.run().await?;
             for task in [server, logger].into_iter().flatten() {
                 task.abort();
             }
-            if let Some((bar, task)) = progress {
-                task.abort();
-                bar.finish_and_clear();
+            if let Some(progress) = progress {
+                progress.finish();
             }
             eprintln!(
                 "{} events read: {} aggregated, {} late, {} dead-lettered, {} skipped; {} rows ({} updates)",

@@ -223,6 +223,9 @@ where
         let guard = skew.map(SkewGuard::now);
         events_in += batch.len() as u64;
         metrics.record_events_processed(batch.len() as u64);
+        if let Some(last) = batch.last() {
+            metrics.record_source_offset(last.partition, last.offset);
+        }
         let mut found: Done<P::Row> = Done::default();
         for item in batch {
             let partition = item.partition;

@@ -295,6 +295,9 @@ where
             let guard = skew.map(SkewGuard::now);
             summary.events_in += batch.len() as u64;
             metrics.record_events_processed(batch.len() as u64);
+            if let Some(last) = batch.last() {
+                metrics.record_source_offset(last.partition, last.offset);
+            }
             for item in batch {
                 positions.record(item.partition, item.offset, item.sequence);
                 let (partition, sequence, offset) = (item.partition, item.sequence, item.offset);
