@@ -81,6 +81,33 @@ pipeline! {
     }
 }
 
+pipeline! {
+    /// Q5 plain: requests, cost and p95 latency per model, tumbling 1 minute.
+    pipeline Q5Plain for FeedbackEvent {
+        watermark: bounded_out_of_orderness(30s),
+        window: tumbling(1m, allowed_lateness = 1m),
+        key_by: model,
+        aggregate { count: count(), cost: sum(cost_usd), p95: percentile(latency_ms, 95) }
+    }
+}
+
+pipeline! {
+    /// Q5 conditional: the same with failures counted, cost and p95 of successful calls
+    /// only, and the error rate derived.
+    pipeline Q5Conditional for FeedbackEvent {
+        watermark: bounded_out_of_orderness(30s),
+        window: tumbling(1m, allowed_lateness = 1m),
+        key_by: model,
+        aggregate {
+            count: count(),
+            failures: count_if(|e| !e.success),
+            cost: sum_if(cost_usd, |e| e.success),
+            p95: percentile(latency_ms, 95) where |e| e.success,
+        }
+        derive { error_rate: failures as f64 / count as f64 }
+    }
+}
+
 /// What a run produced: rows and a checksum of their counts and sums, to compare variants.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Output {
@@ -1063,6 +1090,25 @@ fn main() {
             }),
         ),
         (
+            "Q5 plain generated",
+            Box::new(|| {
+                drive(&Q5Plain, tumbling, events.iter(), |r: &Q5PlainRow| {
+                    (r.count, r.cost)
+                })
+            }),
+        ),
+        (
+            "Q5 conditional generated",
+            Box::new(|| {
+                drive(
+                    &Q5Conditional,
+                    tumbling,
+                    events.iter(),
+                    |r: &Q5ConditionalRow| (r.count, r.error_rate.unwrap_or(0.0)),
+                )
+            }),
+        ),
+        (
             "Q2 generated, from JSON, specialized decoder",
             Box::new(|| drive(&Q2, sliding, decoded(dec2), |r: &Q2Row| (r.count, r.sum))),
         ),
@@ -1192,6 +1238,13 @@ fn main() {
             "{q}: generated {g:?} differs from dynamic {d:?}"
         );
     }
+    // The conditional query fires the same windows with the same counts.
+    let (p5, c5) = (out("Q5 plain generated"), out("Q5 conditional generated"));
+    assert_eq!(
+        (p5.rows, p5.count_sum),
+        (c5.rows, c5.count_sum),
+        "Q5 rows differ"
+    );
     let (g4, d4o) = (out("Q4 generated"), out("Q4 dynamic"));
     assert_eq!(
         (g4.rows, g4.count_sum),
@@ -1302,6 +1355,7 @@ fn main() {
         ("Q3 generated", "Q3 dynamic"),
         ("Q4 generated", "Q4 hand-written"),
         ("Q4 generated", "Q4 dynamic"),
+        ("Q5 conditional generated", "Q5 plain generated"),
         #[cfg(feature = "rocksdb")]
         ("Q1 generated, RocksDB checkpoints", "Q1 generated"),
         #[cfg(feature = "rocksdb")]

@@ -120,6 +120,30 @@ mod expansion_snapshots {
     }
 
     #[test]
+    fn conditions_derived_columns_and_an_alert() {
+        let input = quote::quote! {
+            @fields [model, timestamp, latency_ms = "f64", cost_usd = "f64", output_tokens, success]
+            pipeline ModelHealth for FeedbackEvent {
+                window: tumbling(1m),
+                key_by: model,
+                aggregate {
+                    requests: count(),
+                    failures: count_if(|e| !e.success),
+                    cost: sum_if(cost_usd, |e| e.success),
+                    tokens: sum(output_tokens) where |e| e.success,
+                    p95_ok: percentile(latency_ms, 95) where |e| e.success,
+                }
+                derive {
+                    error_rate: failures as f64 / requests as f64,
+                    cost_per_1k: cost / tokens * 1000.0,
+                }
+                emit_when: p95_ok > 2000.0 || error_rate > 0.05,
+            }
+        };
+        insta::assert_snapshot!(pretty(crate::pipeline::expand(input)));
+    }
+
+    #[test]
     fn key_by_asks_the_event_for_its_fields() {
         let input = quote::quote! {
             pipeline Failures for crate::events::Request {

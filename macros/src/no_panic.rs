@@ -33,6 +33,18 @@ const PIPELINES: &[&str] = &[
         late: drop,
     }"#,
     r#"pipeline S for Ev { window: session(gap = 30s), aggregate { n: count() } }"#,
+    r#"@fields [model, latency_ms = "f64", cost_usd = "f64", success] pipeline H for Ev {
+        window: tumbling(1m),
+        key_by: model,
+        aggregate {
+            requests: count(),
+            failures: count_if(|e| !e.success),
+            cost: sum_if(cost_usd, |e| e.success),
+            p95: percentile(latency_ms, 95) where |e| e.success,
+        }
+        derive { rate: failures as f64 / requests as f64, per: -(cost / 2.0) * 1000.0 }
+        emit_when: !is_update && (p95 >= 2000.0 || rate != 0.0),
+    }"#,
 ];
 
 /// Valid `#[derive(Event)]` inputs.
@@ -59,6 +71,12 @@ const VOCAB: &[&str] = &[
     "late",
     "filter",
     "trigger",
+    "derive",
+    "emit_when",
+    "where",
+    "count_if",
+    "sum_if",
+    "is_update",
     "tumbling",
     "sliding",
     "session",

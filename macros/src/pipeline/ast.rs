@@ -20,13 +20,15 @@ pub struct Section {
 pub enum SectionBody {
     /// `name: expr`
     Value(Expr),
-    /// `aggregate { out: fn(args), … }`
+    /// `aggregate { out: fn(args) [where pred], … }` or `derive { col: expr, … }`
     Aggregate(Vec<AggEntry>),
 }
 
+/// `name: expr` in a block section, with an optional `where predicate`.
 pub struct AggEntry {
     pub name: Ident,
     pub call: Expr,
+    pub condition: Option<(Token![where], Expr)>,
 }
 
 impl Parse for AggEntry {
@@ -34,7 +36,17 @@ impl Parse for AggEntry {
         let name: Ident = input.parse()?;
         input.parse::<Token![:]>()?;
         let call: Expr = input.parse()?;
-        Ok(AggEntry { name, call })
+        let condition = if input.peek(Token![where]) {
+            let kw: Token![where] = input.parse()?;
+            Some((kw, input.parse()?))
+        } else {
+            None
+        };
+        Ok(AggEntry {
+            name,
+            call,
+            condition,
+        })
     }
 }
 

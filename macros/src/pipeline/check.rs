@@ -7,6 +7,7 @@ use proc_macro2::Span;
 use syn::{Expr, Ident, Lit};
 
 use super::ast::{AggEntry, PipelineDecl, SectionBody};
+use super::columns;
 use crate::ctxt::Ctxt;
 use crate::duration::{self, Dur};
 use crate::similar::{did_you_mean, list};
@@ -19,10 +20,14 @@ pub const SECTIONS: &[&str] = &[
     "late",
     "filter",
     "trigger",
+    "derive",
+    "emit_when",
 ];
 pub const AGGREGATIONS: &[&str] = &[
     "count",
+    "count_if",
     "sum",
+    "sum_if",
     "avg",
     "min",
     "max",
@@ -51,6 +56,12 @@ pub struct Model {
     pub drop_late: bool,
     pub filter: Option<Expr>,
     pub trigger: Option<Expr>,
+    /// The distinct `where` predicates of the aggregations, in first-use order.
+    pub conditions: Vec<Expr>,
+    /// `derive { … }`: columns computed from the outputs, in declaration order.
+    pub derived: Vec<columns::Derived>,
+    /// `emit_when: …`: the condition a row meets to be emitted (code over `__row`).
+    pub emit_when: Option<proc_macro2::TokenStream>,
 }
 
 #[derive(Clone)]
@@ -59,6 +70,8 @@ pub struct Agg {
     pub kind: AggKind,
     /// The user's call, for the row column's doc.
     pub call: Expr,
+    /// Index into [`Model::conditions`]: the aggregation sees only events meeting it.
+    pub condition: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -115,10 +128,15 @@ pub fn check(cx: &Ctxt, decl: &PipelineDecl) -> Option<Model> {
         .get("key_by")
         .and_then(|e| value(cx, e))
         .map(|v| check_key_by(cx, v));
+    let mut conditions = Vec::new();
     let aggs = match sections.get("aggregate") {
-        Some((name, SectionBody::Aggregate(entries))) => {
-            check_aggregates(cx, name, entries, key.as_ref().and_then(|k| k.as_ref()))
-        }
+        Some((name, SectionBody::Aggregate(entries))) => check_aggregates(
+            cx,
+            name,
+            entries,
+            key.as_ref().and_then(|k| k.as_ref()),
+            &mut conditions,
+        ),
         Some((name, SectionBody::Value(_))) => {
             cx.error_spanned_by(
                 name,
@@ -135,6 +153,41 @@ pub fn check(cx: &Ctxt, decl: &PipelineDecl) -> Option<Model> {
         .unwrap_or(false);
     let filter = sections.get("filter").and_then(|e| value(cx, e)).cloned();
     let trigger = sections.get("trigger").and_then(|e| value(cx, e)).cloned();
+    let key_cols: Vec<Ident> = match key.as_ref().and_then(|k| k.as_ref()) {
+        Some(k) => k.clone(),
+        None => vec![Ident::new("key", Span::call_site())],
+    };
+    let outputs: Vec<Ident> = match &aggs {
+        Some(a) => a.iter().map(|a| a.name.clone()).collect(),
+        // Outputs with errors are still columns: no second error at their uses.
+        None => match sections.get("aggregate") {
+            Some((_, SectionBody::Aggregate(entries))) => {
+                entries.iter().map(|e| e.name.clone()).collect()
+            }
+            _ => Vec::new(),
+        },
+    };
+    let derived = match sections.get("derive") {
+        Some((_, SectionBody::Aggregate(entries))) => {
+            columns::check_derive(cx, entries, &outputs, &key_cols)
+        }
+        Some((name, SectionBody::Value(_))) => {
+            cx.error_spanned_by(
+                name,
+                "`derive` is a block: write `derive { error_rate: failures / requests, … }`",
+            );
+            None
+        }
+        None => Some(Vec::new()),
+    };
+    let emit_when = sections
+        .get("emit_when")
+        .and_then(|e| value(cx, e))
+        .map(|e| {
+            let derived_names: Vec<Ident> =
+                derived.iter().flatten().map(|d| d.name.clone()).collect();
+            columns::check_emit_when(cx, e, &outputs, &derived_names, &key_cols)
+        });
     let (window, lateness) = window??;
     Some(Model {
         window,
@@ -147,6 +200,12 @@ pub fn check(cx: &Ctxt, decl: &PipelineDecl) -> Option<Model> {
         drop_late,
         filter,
         trigger,
+        conditions,
+        derived: derived?,
+        emit_when: match emit_when {
+            Some(c) => Some(c?),
+            None => None,
+        },
     })
 }
 
@@ -519,6 +578,7 @@ fn check_aggregates(
     section: &Ident,
     entries: &[AggEntry],
     key: Option<&Vec<Ident>>,
+    conditions: &mut Vec<Expr>,
 ) -> Option<Vec<Agg>> {
     if entries.is_empty() {
         cx.error_spanned_by(
@@ -549,25 +609,53 @@ fn check_aggregates(
         if key.is_some_and(|k| k.contains(&entry.name)) {
             cx.error_spanned_by(&entry.name, format!("output `{n}` has the name of a key field, which is a column of every row; choose another output name"));
         }
-        if let Some(kind) = check_aggregation(cx, &entry.call) {
+        if let Some((kind, inline)) = check_aggregation(cx, &entry.call) {
+            let predicate = match (inline, &entry.condition) {
+                (Some(_), Some((kw, _))) => {
+                    cx.error_spanned_by(kw, format!("`{}` already has a condition; write `count_if(…)`/`sum_if(…)` or a `where` clause, not both", entry.name));
+                    continue;
+                }
+                (Some(p), None) => Some(p),
+                (None, Some((_, p))) => Some(p.clone()),
+                (None, None) => None,
+            };
+            let condition = predicate.map(|p| {
+                let text = quote::quote!(#p).to_string();
+                match conditions
+                    .iter()
+                    .position(|c| quote::quote!(#c).to_string() == text)
+                {
+                    Some(i) => i,
+                    None => {
+                        conditions.push(p);
+                        conditions.len() - 1
+                    }
+                }
+            });
             out.push(Agg {
                 name: entry.name.clone(),
                 kind,
                 call: entry.call.clone(),
+                condition,
             });
         }
     }
     (out.len() == entries.len()).then_some(out)
 }
 
-fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<AggKind> {
+/// An aggregation, with the predicate of `count_if`/`sum_if`.
+fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<(AggKind, Option<Expr>)> {
     let Expr::Call(c) = call else {
         cx.error_spanned_by(call, format!("expected an aggregation call such as `count()` or `avg(latency_ms)`; the aggregations are {}", list(AGGREGATIONS)));
         return None;
     };
     if let Some(custom) = check_custom(cx, c) {
-        return custom;
+        return custom.map(|k| (k, None));
     }
+    check_plain(cx, c, call)
+}
+
+fn check_plain(cx: &Ctxt, c: &syn::ExprCall, call: &Expr) -> Option<(AggKind, Option<Expr>)> {
     let Some(func) = field_ident(&c.func) else {
         cx.error_spanned_by(&c.func, "expected an aggregation name such as `avg`");
         return None;
@@ -596,23 +684,53 @@ fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<AggKind> {
             }
         }
     };
+    let plain = |k: Option<AggKind>| k.map(|k| (k, None));
     match name.as_str() {
         "count" => {
             if !args.is_empty() {
                 cx.error_spanned_by(
                     &c.args,
-                    "`count()` counts events and takes no field; write `count()`",
+                    "`count()` counts events and takes no field; write `count()` (or `count_if(|e| !e.success)` to count some)",
                 );
                 return None;
             }
-            Some(AggKind::Count)
+            Some((AggKind::Count, None))
         }
-        "sum" => one_field("sum(tokens)").map(AggKind::Sum),
-        "avg" => one_field("avg(latency_ms)").map(AggKind::Avg),
-        "min" => one_field("min(latency_ms)").map(AggKind::Min),
-        "max" => one_field("max(latency_ms)").map(AggKind::Max),
-        "stddev" => one_field("stddev(latency_ms)").map(AggKind::StdDev),
-        "stddev_sample" => one_field("stddev_sample(latency_ms)").map(AggKind::StdDevSample),
+        "count_if" => match args.as_slice() {
+            [p] => Some((AggKind::Count, Some((*p).clone()))),
+            _ => {
+                cx.error_spanned_by(
+                    call,
+                    "`count_if` takes one predicate over the event: `count_if(|e| !e.success)`",
+                );
+                None
+            }
+        },
+        "sum_if" => match args.as_slice() {
+            [f, p] => {
+                let field = field_ident(f).or_else(|| {
+                    cx.error_spanned_by(
+                        f,
+                        "`sum_if` takes a field of the event first: `sum_if(cost_usd, |e| e.success)`",
+                    );
+                    None
+                })?;
+                Some((AggKind::Sum(field), Some((*p).clone())))
+            }
+            _ => {
+                cx.error_spanned_by(
+                    call,
+                    "`sum_if` takes a field and a predicate over the event: `sum_if(cost_usd, |e| e.success)`",
+                );
+                None
+            }
+        },
+        "sum" => plain(one_field("sum(tokens)").map(AggKind::Sum)),
+        "avg" => plain(one_field("avg(latency_ms)").map(AggKind::Avg)),
+        "min" => plain(one_field("min(latency_ms)").map(AggKind::Min)),
+        "max" => plain(one_field("max(latency_ms)").map(AggKind::Max)),
+        "stddev" => plain(one_field("stddev(latency_ms)").map(AggKind::StdDev)),
+        "stddev_sample" => plain(one_field("stddev_sample(latency_ms)").map(AggKind::StdDevSample)),
         "percentile" => {
             let [field, p] = args.as_slice() else {
                 cx.error_spanned_by(
@@ -629,7 +747,7 @@ fn check_aggregation(cx: &Ctxt, call: &Expr) -> Option<AggKind> {
                 None
             });
             let p = percentile_literal(cx, p);
-            Some(AggKind::Percentile(field?, p?))
+            Some((AggKind::Percentile(field?, p?), None))
         }
         "average" | "mean" => {
             cx.error_spanned_by(

@@ -29,20 +29,23 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
     let acc = format_ident!("__{}Acc", name);
     let func = format_ident!("__{}Func", name);
 
-    // Measured fields, in first-use order, with what each needs.
-    let mut fields: Vec<(Ident, Needs)> = Vec::new();
+    // Measured fields, per condition, in first-use order, with what each needs.
+    let mut fields: Vec<(Option<usize>, Ident, Needs)> = Vec::new();
     for a in &m.aggs {
         let Some(f) = a.kind.field() else {
             continue;
         };
-        let i = match fields.iter().position(|(x, _)| x == f) {
+        let i = match fields
+            .iter()
+            .position(|(c, x, _)| x == f && *c == a.condition)
+        {
             Some(i) => i,
             None => {
-                fields.push((f.clone(), Needs::default()));
+                fields.push((a.condition, f.clone(), Needs::default()));
                 fields.len() - 1
             }
         };
-        let n = &mut fields[i].1;
+        let n = &mut fields[i].2;
         match &a.kind {
             AggKind::Sum(_) | AggKind::Avg(_) => n.sum = true,
             AggKind::Min(_) => n.min = true,
@@ -56,22 +59,28 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
     // The accumulator: only what is needed.
     let mut acc_fields = Vec::new();
     let mut acc_init = Vec::new();
-    let mut acc_add = Vec::new();
+    // What each event adds: unconditionally, then per condition (`where`, `count_if`, …).
+    let mut acc_add: Vec<Vec<TokenStream>> = vec![Vec::new(); m.conditions.len() + 1];
     let mut acc_merge = Vec::new();
     let mut acc_reset = Vec::new();
-    // Events are always counted: `count()` reads it, and so do counting triggers.
-    acc_fields.push(quote!(__events: u64));
-    acc_init.push(quote!(__events: 0));
-    acc_add.push(quote!(acc.__events += 1;));
-    acc_merge.push(quote!(into.__events += from.__events;));
-    acc_reset.push(quote!(acc.__events = 0;));
-    for (f, n) in &fields {
-        let cnt = format_ident!("{}_n", f);
-        let sum = format_ident!("{}_sum", f);
-        let min = format_ident!("{}_min", f);
-        let max = format_ident!("{}_max", f);
-        let sd = format_ident!("{}_sd", f);
-        let pct = format_ident!("{}_pct", f);
+    // Events are always counted: `count()` reads it, and so do counting triggers; events
+    // meeting each condition too (`count_if`).
+    for c in std::iter::once(None).chain((0..m.conditions.len()).map(Some)) {
+        let ev = events_slot(c);
+        acc_fields.push(quote!(#ev: u64));
+        acc_init.push(quote!(#ev: 0));
+        acc_add[group(c)].push(quote!(acc.#ev += 1;));
+        acc_merge.push(quote!(into.#ev += from.#ev;));
+        acc_reset.push(quote!(acc.#ev = 0;));
+    }
+    for (c, f, n) in &fields {
+        let c = *c;
+        let cnt = slot(f, "n", c);
+        let sum = slot(f, "sum", c);
+        let min = slot(f, "min", c);
+        let max = slot(f, "max", c);
+        let sd = slot(f, "sd", c);
+        let pct = slot(f, "pct", c);
         let mut fold = vec![quote!(acc.#cnt += 1;)];
         acc_fields.push(quote!(#cnt: u64));
         acc_init.push(quote!(#cnt: 0));
@@ -115,7 +124,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
         // The field access and the Numeric bound are spanned on the user's field name.
         let pf = crate::event::private(f.span());
         let read = quote_spanned!(user(f.span())=> #pf::Numeric::to_f64(&e.#f));
-        acc_add.push(quote! {
+        acc_add[group(c)].push(quote! {
             if let ::core::option::Option::Some(__v) = #read {
                 #(#fold)*
             }
@@ -139,7 +148,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
         let tr = quote!(<_ as #p::Aggregator<f64, #acc_ty, #out>>);
         acc_fields.push(quote!(#slot: #acc_ty));
         acc_init.push(quote!(#slot: #tr::create_accumulator(&#agg)));
-        acc_add.push(quote! {
+        acc_add[group(a.condition)].push(quote! {
             if let ::core::option::Option::Some(__v) = #read {
                 #tr::add(&#agg, &mut acc.#slot, &__v);
             }
@@ -147,6 +156,22 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
         acc_merge.push(quote!(into.#slot = #tr::merge(&#agg, &into.#slot, &from.#slot);));
         acc_reset.push(quote!(acc.#slot = #tr::create_accumulator(&#agg);));
     }
+    // Each condition is tested once per event; its aggregations see the events meeting it.
+    let acc_add: Vec<TokenStream> = acc_add
+        .into_iter()
+        .enumerate()
+        .map(|(i, adds)| {
+            if i == 0 {
+                return quote!(#(#adds)*);
+            }
+            let pred = &m.conditions[i - 1];
+            quote! {
+                if #p::filter_fn::<#event>(#pred)(e) {
+                    #(#adds)*
+                }
+            }
+        })
+        .collect();
 
     // Key: the listed fields (types named through `Field<N>`) or the event's own key.
     let key_span = m
@@ -200,42 +225,46 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
     for a in &m.aggs {
         let out = &a.name;
         let a_call = &a.call;
+        let c = a.condition;
         let (ty, v) = match &a.kind {
-            AggKind::Count => (quote!(u64), quote!(acc.__events)),
+            AggKind::Count => {
+                let ev = events_slot(c);
+                (quote!(u64), quote!(acc.#ev))
+            }
             AggKind::Sum(f) => {
-                let s = format_ident!("{}_sum", f);
+                let s = slot(f, "sum", c);
                 (quote!(f64), quote!(acc.#s))
             }
             AggKind::Avg(f) => {
-                let (s, n) = (format_ident!("{}_sum", f), format_ident!("{}_n", f));
+                let (s, n) = (slot(f, "sum", c), slot(f, "n", c));
                 (
                     quote!(::core::option::Option<f64>),
                     quote!((acc.#n > 0).then(|| acc.#s / acc.#n as f64)),
                 )
             }
             AggKind::Min(f) => {
-                let (x, n) = (format_ident!("{}_min", f), format_ident!("{}_n", f));
+                let (x, n) = (slot(f, "min", c), slot(f, "n", c));
                 (
                     quote!(::core::option::Option<f64>),
                     quote!((acc.#n > 0).then_some(acc.#x)),
                 )
             }
             AggKind::Max(f) => {
-                let (x, n) = (format_ident!("{}_max", f), format_ident!("{}_n", f));
+                let (x, n) = (slot(f, "max", c), slot(f, "n", c));
                 (
                     quote!(::core::option::Option<f64>),
                     quote!((acc.#n > 0).then_some(acc.#x)),
                 )
             }
             AggKind::StdDev(f) => {
-                let sd = format_ident!("{}_sd", f);
+                let sd = slot(f, "sd", c);
                 (
                     quote!(::core::option::Option<f64>),
                     quote!((acc.#sd.count > 0).then(|| acc.#sd.population())),
                 )
             }
             AggKind::StdDevSample(f) => {
-                let sd = format_ident!("{}_sd", f);
+                let sd = slot(f, "sd", c);
                 (
                     quote!(::core::option::Option<f64>),
                     quote!((acc.#sd.count > 1).then(|| acc.#sd.sample())),
@@ -243,11 +272,11 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
             }
             AggKind::Percentile(f, pc) => {
                 // All percentiles of a field come from one sort (`__{field}_pcts`).
-                let all = format_ident!("__{}_pcts", f);
-                let i = percentiles_of(&m.aggs, f)
+                let all = pcts_slot(f, c);
+                let i = percentiles_of(&m.aggs, f, c)
                     .iter()
                     .position(|p| p == pc)
-                    .expect("this percentile is among its field's");
+                    .unwrap_or_default();
                 (quote!(::core::option::Option<f64>), quote!(#all[#i]))
             }
             AggKind::Custom {
@@ -263,16 +292,32 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
                 )
             }
         };
-        let doc = format!(
-            "`{}`",
-            quote!(#a_call)
-                .to_string()
-                .replace(" (", "(")
-                .replace(" ,", ",")
-        );
+        let doc = match m.conditions.get(c.unwrap_or(usize::MAX)) {
+            Some(pred) if !is_inline(a_call) => format!("`{} where {}`", tidy(a_call), tidy(pred)),
+            _ => format!("`{}`", tidy(a_call)),
+        };
         cols.push(quote!(#[doc = #doc] pub #out: #ty,));
         values.push(quote!(#out: #v,));
     }
+    // Derived columns: computed once the outputs are in the row.
+    let mut derive_steps = Vec::new();
+    for d in &m.derived {
+        let (name, code) = (&d.name, &d.code);
+        let doc = format!(
+            "`{}` (derived; `None` without a value or on division by zero)",
+            tidy(&d.expr)
+        );
+        cols.push(quote!(#[doc = #doc] pub #name: ::core::option::Option<f64>,));
+        values.push(quote!(#name: ::core::option::Option::None,));
+        derive_steps.push(quote!(__row.#name = #code;));
+    }
+    let emits = m.emit_when.as_ref().map(|cond| {
+        quote! {
+            fn emits(&self, __row: &#row) -> bool {
+                #cond
+            }
+        }
+    });
 
     let spec = match m.window {
         WindowModel::Tumbling { size, offset } => {
@@ -319,23 +364,35 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
     let row_doc =
         format!("A result row of [`{name}`]: the key, the window and one column per output.");
     let acc_init2 = acc_init.clone();
-    let pct_lets = fields.iter().filter(|(_, n)| n.percentile).map(|(f, _)| {
-        let all = format_ident!("__{}_pcts", f);
-        let pct = format_ident!("{}_pct", f);
-        let ps = percentiles_of(&m.aggs, f);
-        quote!(let #all = acc.#pct.percentiles(&[#(#ps),*]);)
-    });
+    let pct_lets = fields
+        .iter()
+        .filter(|(_, _, n)| n.percentile)
+        .map(|(c, f, _)| {
+            let all = pcts_slot(f, *c);
+            let pct = slot(f, "pct", *c);
+            let ps = percentiles_of(&m.aggs, f, *c);
+            quote!(let #all = acc.#pct.percentiles(&[#(#ps),*]);)
+        });
     let key_assoc = quote_spanned!(key_span=> type Key = #key_type;);
-    let fields_read = if m.filter.is_some() {
-        quote!(::core::option::Option::None)
-    } else {
+    // The fields the predicates read, when each can say.
+    let predicate_reads: Option<Vec<String>> = m
+        .filter
+        .iter()
+        .chain(&m.conditions)
+        .map(super::reads::closure_fields)
+        .try_fold(Vec::new(), |mut all, fs| {
+            all.extend(fs?);
+            Some(all)
+        });
+    let fields_read = if let Some(predicate_reads) = predicate_reads {
         let mut read: Vec<String> = m.key.iter().flatten().map(|k| k.to_string()).collect();
-        for a in &m.aggs {
-            let f = a.kind.field();
-            if let Some(f) = f.map(|f| f.to_string()) {
-                if !read.contains(&f) {
-                    read.push(f);
-                }
+        let measured = m
+            .aggs
+            .iter()
+            .filter_map(|a| a.kind.field().map(|f| f.to_string()));
+        for f in measured.chain(predicate_reads) {
+            if !read.contains(&f) {
+                read.push(f);
             }
         }
         let default_key = m
@@ -347,6 +404,23 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
             let mut __read = ::std::vec![<#event as #p::Event>::TIMESTAMP_FIELD, #(#read),*];
             #default_key
             ::core::option::Option::Some(__read)
+        }
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let build_row = if derive_steps.is_empty() {
+        quote!(#row { #key_values window_start: #p::from_millis(fired.start), window_end: #p::from_millis(fired.end), is_update: fired.is_update, #(#values)* })
+    } else {
+        quote! {
+            let mut __row = #row {
+                #key_values
+                window_start: #p::from_millis(fired.start),
+                window_end: #p::from_millis(fired.end),
+                is_update: fired.is_update,
+                #(#values)*
+            };
+            #(#derive_steps)*
+            __row
         }
     };
 
@@ -480,14 +554,10 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
             fn row(&self, _: &#func, fired: #p::Fired<'_, Self::Key, #acc>) -> #row {
                 let acc = fired.acc;
                 #(#pct_lets)*
-                #row {
-                    #key_values
-                    window_start: #p::from_millis(fired.start),
-                    window_end: #p::from_millis(fired.end),
-                    is_update: fired.is_update,
-                    #(#values)*
-                }
+                #build_row
             }
+
+            #emits
         }
 
         impl #name {
@@ -543,12 +613,59 @@ fn user(span: proc_macro2::Span) -> proc_macro2::Span {
     span.resolved_at(proc_macro2::Span::call_site())
 }
 
-/// The percentiles asked of `field`, in declaration order, without repeats.
-fn percentiles_of(aggs: &[super::check::Agg], field: &Ident) -> Vec<f64> {
+/// The accumulator slot `{field}_{what}` of the unconditional aggregations, and
+/// `{field}_{what}_w{k}` of those under condition `k`.
+fn slot(field: &Ident, what: &str, condition: Option<usize>) -> Ident {
+    match condition {
+        None => format_ident!("{}_{}", field, what),
+        Some(k) => format_ident!("{}_{}_w{}", field, what, k),
+    }
+}
+
+/// The event counter of the unconditional aggregations (`__events`) or of condition `k`.
+fn events_slot(condition: Option<usize>) -> Ident {
+    match condition {
+        None => format_ident!("__events"),
+        Some(k) => format_ident!("__events_w{}", k),
+    }
+}
+
+/// The local holding a field's percentiles under a condition.
+fn pcts_slot(field: &Ident, condition: Option<usize>) -> Ident {
+    match condition {
+        None => format_ident!("__{}_pcts", field),
+        Some(k) => format_ident!("__{}_pcts_w{}", field, k),
+    }
+}
+
+/// Index into the per-condition adds: 0 for unconditional, `k + 1` for condition `k`.
+fn group(condition: Option<usize>) -> usize {
+    condition.map_or(0, |k| k + 1)
+}
+
+/// `count_if(…)`/`sum_if(…)`: the call shows its condition.
+fn is_inline(call: &syn::Expr) -> bool {
+    matches!(call, syn::Expr::Call(c) if matches!(&*c.func, syn::Expr::Path(p) if p.path.is_ident("count_if") || p.path.is_ident("sum_if")))
+}
+
+/// Tokens as a reader would write them, for docs.
+fn tidy(tokens: &impl quote::ToTokens) -> String {
+    tokens
+        .to_token_stream()
+        .to_string()
+        .replace(" (", "(")
+        .replace(" ,", ",")
+        .replace("| e |", "|e|")
+        .replace(" . ", ".")
+        .replace("! ", "!")
+}
+
+/// The percentiles asked of `field` under `condition`, in declaration order, without repeats.
+fn percentiles_of(aggs: &[super::check::Agg], field: &Ident, condition: Option<usize>) -> Vec<f64> {
     let mut out: Vec<f64> = Vec::new();
     for a in aggs {
         if let AggKind::Percentile(f, p) = &a.kind {
-            if f == field && !out.contains(p) {
+            if f == field && a.condition == condition && !out.contains(p) {
                 out.push(*p);
             }
         }

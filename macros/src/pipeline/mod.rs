@@ -2,7 +2,9 @@
 
 mod ast;
 mod check;
+mod columns;
 mod expand;
+mod reads;
 
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use quote::quote;

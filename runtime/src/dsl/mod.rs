@@ -2,6 +2,7 @@
 //! trait and the traits that carry the DSL's type rules (with messages that say what the
 //! DSL needs, through `#[diagnostic::on_unimplemented]`).
 
+pub mod column;
 mod key_refs;
 mod traits;
 

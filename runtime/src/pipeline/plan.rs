@@ -109,6 +109,12 @@ pub trait Plan: Send + Sync + 'static {
         func: &Self::Func,
         fired: Fired<'_, Self::Key, <Self::Func as WindowFunction>::Acc>,
     ) -> Self::Row;
+
+    /// Whether a row goes to the sinks (`pipeline!`'s `emit_when`); by default every row.
+    fn emits(&self, row: &Self::Row) -> bool {
+        let _ = row;
+        true
+    }
 }
 
 /// The plan of [`create_pipeline`](super::create_pipeline): fields found by name (or

@@ -628,7 +628,7 @@ pub(super) async fn take_checkpoint<R: Send + 'static>(
 }
 
 /// The operator's emit callback: builds each fired window's row and notes whether it is
-/// an update, into `out`.
+/// an update, into `out` (unless the plan's [`emits`](Plan::emits) holds it back).
 pub(super) fn collect_rows<'a, P: Plan>(
     plan: &'a P,
     func: &'a P::Func,
@@ -636,7 +636,10 @@ pub(super) fn collect_rows<'a, P: Plan>(
 ) -> impl FnMut(Fired<'_, P::Key, <P::Func as WindowFunction>::Acc>) + 'a {
     move |fired| {
         let is_update = fired.is_update;
-        out.push((plan.row(func, fired), is_update));
+        let row = plan.row(func, fired);
+        if plan.emits(&row) {
+            out.push((row, is_update));
+        }
     }
 }
 
