@@ -66,7 +66,7 @@ pub use metrics::ProcessorMetrics;
 pub use pipeline::{create_pipeline, Pipeline, PipelineBuilder, Plan, RunSummary};
 pub use sink::{
     CollectorSink, ConsoleSink, DeadLetterRecord, DeadLetterSink, EventSink, FileSink, FlatRow,
-    FlatRows, KafkaAggregationSink, KafkaProducerConfig, MetricsSink,
+    FlatRows, KafkaAggregationSink, KafkaProducerConfig, MetricsSink, WebSocketSink,
 };
 pub use source::{EventSource, FileSource, KafkaConfig};
 #[cfg(feature = "rocksdb")]

@@ -1,8 +1,8 @@
 //! Operational metrics of the processor, on the `prometheus` crate.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ pub struct ProcessorMetrics {
     open_windows: IntGauge,
     partition_watermarks: IntGaugeVec,
     source_offsets: IntGaugeVec,
+    sink_dropped: IntCounterVec,
     watermark: IntGauge,
     processing_latency: Histogram,
     checkpoints: IntCounter,
@@ -100,6 +101,17 @@ impl ProcessorMetrics {
         registry
             .register(Box::new(source_offsets.clone()))
             .expect("metric is registered once in a fresh registry");
+        let sink_dropped = IntCounterVec::new(
+            Opts::new(
+                "processor_sink_dropped_total",
+                "rows a best-effort sink dropped (the oldest first) because its buffer was full while it could not deliver",
+            ),
+            &["sink"],
+        )
+        .expect("metric name is valid");
+        registry
+            .register(Box::new(sink_dropped.clone()))
+            .expect("metric is registered once in a fresh registry");
         let checkpoint_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "processor_checkpoint_duration_seconds",
@@ -125,6 +137,7 @@ impl ProcessorMetrics {
             checkpoint_duration,
             partition_watermarks,
             source_offsets,
+            sink_dropped,
             events_processed: counter(&registry, "processor_events_processed_total", "events read"),
             events_late: counter(
                 &registry,
@@ -220,6 +233,11 @@ impl ProcessorMetrics {
     /// Sets the combined watermark.
     pub fn record_watermark(&self, millis: i64) {
         self.watermark.set(millis);
+    }
+
+    /// `n` rows dropped by the best-effort sink `sink` (a full buffer while disconnected).
+    pub fn record_sink_dropped(&self, sink: &str, n: u64) {
+        self.sink_dropped.with_label_values(&[sink]).inc_by(n);
     }
 
     /// Sets where the source is in `partition` (the offset of the last record read).

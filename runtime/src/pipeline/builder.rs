@@ -424,6 +424,12 @@ where
                 }
             },
         };
+        let metrics = self
+            .metrics
+            .unwrap_or_else(|| Arc::new(ProcessorMetrics::new()));
+        for sink in &self.sinks {
+            sink.bind_metrics(&metrics);
+        }
         Ok(Pipeline {
             name: self.name,
             source,
@@ -441,9 +447,7 @@ where
             sinks: self.sinks,
             error_handler: self.error_handler,
             plan: self.plan,
-            metrics: self
-                .metrics
-                .unwrap_or_else(|| Arc::new(ProcessorMetrics::new())),
+            metrics,
             buffer_size: self.buffer_size,
             shutdown: self.shutdown,
             parallelism: self.parallelism,

@@ -75,6 +75,12 @@ impl<S: EventSink<FlatRow>> EventSink<AggregationResult> for FlatRows<S> {
     fn name(&self) -> &str {
         self.0.name()
     }
+    fn check(&self) -> ProcessorResult<()> {
+        self.0.check()
+    }
+    fn bind_metrics(&self, metrics: &std::sync::Arc<crate::metrics::ProcessorMetrics>) {
+        self.0.bind_metrics(metrics);
+    }
     async fn prepare_commit(&self, checkpoint_id: u64) -> ProcessorResult<Vec<u8>> {
         self.0.prepare_commit(checkpoint_id).await
     }

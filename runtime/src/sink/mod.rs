@@ -10,6 +10,7 @@ mod file;
 mod flat_row;
 mod kafka;
 mod metrics_sink;
+mod websocket;
 
 pub use collector::CollectorSink;
 pub use console::ConsoleSink;
@@ -18,6 +19,7 @@ pub use file::FileSink;
 pub use flat_row::{FlatRow, FlatRows};
 pub use kafka::{KafkaAggregationSink, KafkaProducerConfig};
 pub use metrics_sink::MetricsSink;
+pub use websocket::WebSocketSink;
 
 use async_trait::async_trait;
 
@@ -60,6 +62,12 @@ pub trait EventSink<T: Send + 'static>: Send + Sync {
         Ok(())
     }
 
+    /// Gives the sink the pipeline's metrics, when the pipeline is built (a sink that
+    /// counts what it drops, as [`WebSocketSink`] does, keeps them). The default ignores them.
+    fn bind_metrics(&self, metrics: &std::sync::Arc<crate::metrics::ProcessorMetrics>) {
+        let _ = metrics;
+    }
+
     /// Checkpoint, phase one: makes everything sent since the previous checkpoint durable
     /// without publishing it yet, and returns what [`recover`](Self::recover) needs to
     /// finish or undo it (stored in checkpoint `checkpoint_id`). The default flushes.
@@ -99,6 +107,9 @@ impl<T: Send + 'static, S: EventSink<T> + ?Sized> EventSink<T> for std::sync::Ar
     }
     fn check(&self) -> ProcessorResult<()> {
         (**self).check()
+    }
+    fn bind_metrics(&self, metrics: &std::sync::Arc<crate::metrics::ProcessorMetrics>) {
+        (**self).bind_metrics(metrics);
     }
     async fn prepare_commit(&self, checkpoint_id: u64) -> ProcessorResult<Vec<u8>> {
         (**self).prepare_commit(checkpoint_id).await
