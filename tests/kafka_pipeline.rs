@@ -120,6 +120,7 @@ fn kafka_pipeline(
             topics: vec![t.events.clone()],
             // tansu answers heartbeats slowly while it stores a burst of records.
             session_timeout_ms: 30_000,
+            max_poll_records: 100,
             ..Default::default()
         })
         .with_watermark_generator(BoundedOutOfOrdernessWatermark::new(Duration::from_secs(10)))
@@ -227,10 +228,33 @@ async fn rows_through_kafka_equal_rows_in_memory_and_bad_records_are_dead_letter
 
     let dir = tempfile::tempdir().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let run = tokio::spawn(kafka_pipeline(&t, dir.path(), stopped).run());
+    let pipeline = kafka_pipeline(&t, dir.path(), stopped);
+    let metrics = pipeline.metrics();
+    let run = tokio::spawn(pipeline.run());
     let want = expected(&events).await;
     let got = read_rows(&t, want.len()).await;
     assert_same(&want, &got);
+    // Everything is read: each partition's consumer lag comes down to zero.
+    let lag_zero = |text: &str, p: i32| {
+        text.lines().any(|l| {
+            l.starts_with("processor_kafka_consumer_lag{")
+                && l.contains(&format!("topic=\"{}\"", t.events))
+                && l.contains(&format!("partition=\"{p}\""))
+                && l.ends_with(" 0")
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = metrics.export();
+        if (0..PARTITIONS).all(|p| lag_zero(&text, p)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no zero lag for every partition:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let dead_topic = t.dead.clone();
     let dead = tokio::task::spawn_blocking(move || {
@@ -254,6 +278,27 @@ async fn rows_through_kafka_equal_rows_in_memory_and_bad_records_are_dead_letter
     assert_eq!(summary.events_in as usize, recs.len());
     assert_eq!(summary.events_dead_lettered, 3);
     assert_eq!(summary.events_late, 0);
+    // Every record was taken in poll rounds of at most max_poll_records (100).
+    let text = metrics.export();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert_eq!(
+        value("processor_kafka_records_per_poll_sum "),
+        recs.len().to_string()
+    );
+    let rounds = value("processor_kafka_records_per_poll_count ");
+    assert_eq!(
+        value("processor_kafka_records_per_poll_bucket{le=\"128\"} "),
+        rounds
+    );
+    assert_ne!(
+        value("processor_kafka_records_per_poll_bucket{le=\"64\"} "),
+        rounds,
+        "rounds fill up"
+    );
 }
 
 /// Waits until the group has committed offset `want[p]` for every partition.

@@ -35,6 +35,8 @@ pub struct ProcessorMetrics {
     partition_watermarks: IntGaugeVec,
     source_offsets: IntGaugeVec,
     sink_dropped: IntCounterVec,
+    kafka_lag: IntGaugeVec,
+    kafka_records_per_poll: Histogram,
     watermark: IntGauge,
     processing_latency: Histogram,
     checkpoints: IntCounter,
@@ -112,6 +114,28 @@ impl ProcessorMetrics {
         registry
             .register(Box::new(sink_dropped.clone()))
             .expect("metric is registered once in a fresh registry");
+        let kafka_lag = IntGaugeVec::new(
+            Opts::new(
+                "processor_kafka_consumer_lag",
+                "records in each assigned Kafka partition not yet handed to the pipeline: high watermark - position (librdkafka statistics, every second)",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("metric name is valid");
+        registry
+            .register(Box::new(kafka_lag.clone()))
+            .expect("metric is registered once in a fresh registry");
+        let kafka_records_per_poll = Histogram::with_opts(
+            HistogramOpts::new(
+                "processor_kafka_records_per_poll",
+                "records the Kafka consumer took in one poll round (at most max_poll_records)",
+            )
+            .buckets(prometheus::exponential_buckets(1.0, 2.0, 15).expect("valid buckets")),
+        )
+        .expect("metric name is valid");
+        registry
+            .register(Box::new(kafka_records_per_poll.clone()))
+            .expect("metric is registered once in a fresh registry");
         let checkpoint_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "processor_checkpoint_duration_seconds",
@@ -138,6 +162,8 @@ impl ProcessorMetrics {
             partition_watermarks,
             source_offsets,
             sink_dropped,
+            kafka_lag,
+            kafka_records_per_poll,
             events_processed: counter(&registry, "processor_events_processed_total", "events read"),
             events_late: counter(
                 &registry,
@@ -238,6 +264,25 @@ impl ProcessorMetrics {
     /// `n` rows dropped by the best-effort sink `sink` (a full buffer while disconnected).
     pub fn record_sink_dropped(&self, sink: &str, n: u64) {
         self.sink_dropped.with_label_values(&[sink]).inc_by(n);
+    }
+
+    /// The consumer lag of a Kafka partition (high watermark − position).
+    pub fn record_kafka_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.kafka_lag
+            .with_label_values(&[topic, partition.to_string().as_str()])
+            .set(lag);
+    }
+
+    /// A Kafka partition was revoked: its lag is no longer this instance's to report.
+    pub fn forget_kafka_partition(&self, topic: &str, partition: i32) {
+        let _ = self
+            .kafka_lag
+            .remove_label_values(&[topic, partition.to_string().as_str()]);
+    }
+
+    /// One Kafka poll round took `records` records.
+    pub fn record_kafka_poll(&self, records: usize) {
+        self.kafka_records_per_poll.observe(records as f64);
     }
 
     /// Sets where the source is in `partition` (the offset of the last record read).

@@ -1,16 +1,19 @@
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{kafka_error, PartitionCheckpoint, PartitionStore, TOPIC_STRIDE};
 use crate::error::{ProcessorError, ProcessorResult};
+use crate::metrics::ProcessorMetrics;
 use crate::source::KafkaConfig;
 
 /// A partition given to this instance, with its checkpoint if one was found.
@@ -26,20 +29,24 @@ pub(crate) struct PartitionAssigned {
     pub checkpoint: Option<PartitionCheckpoint>,
 }
 
+/// One record from Kafka.
+#[derive(Debug)]
+pub(crate) struct KafkaRecord {
+    /// Partition id inside the pipeline.
+    pub id: u32,
+    /// Kafka offset.
+    pub offset: i64,
+    /// The value (`None` for a tombstone).
+    pub payload: Option<Vec<u8>>,
+    /// The record's timestamp (create or log-append time), epoch milliseconds.
+    pub timestamp: Option<i64>,
+}
+
 /// What the consumer thread hands to the run loop, in order.
 #[derive(Debug)]
 pub(crate) enum Delivery {
-    /// One record.
-    Record {
-        /// Partition id inside the pipeline.
-        id: u32,
-        /// Kafka offset.
-        offset: i64,
-        /// The value (`None` for a tombstone).
-        payload: Option<Vec<u8>>,
-        /// The record's timestamp (create or log-append time), epoch milliseconds.
-        timestamp: Option<i64>,
-    },
+    /// The records of one poll round: at most `max_poll_records`, in the order polled.
+    Records(Vec<KafkaRecord>),
     /// Partitions assigned (their records follow).
     Assigned(Vec<PartitionAssigned>),
     /// Partitions being revoked: the run loop checkpoints them, drops their state and
@@ -90,9 +97,23 @@ struct Context {
     pipeline: String,
     tx: mpsc::Sender<Delivery>,
     closing: AtomicBool,
+    /// The records of the poll round so far: handed on when the round ends, or before a
+    /// rebalance is (so that the run loop sees records and assignments in polled order).
+    pending: Mutex<Vec<KafkaRecord>>,
+    metrics: Arc<ProcessorMetrics>,
 }
 
 impl Context {
+    /// Hands the poll round's records to the run loop; `false` when it has gone.
+    fn hand_on(&self) -> bool {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return true;
+        }
+        self.metrics.record_kafka_poll(batch.len());
+        self.tx.blocking_send(Delivery::Records(batch)).is_ok()
+    }
+
     fn id(&self, topic: &str, partition: i32) -> Option<u32> {
         let t = self.topics.iter().position(|x| x == topic)? as u32;
         Some(t * TOPIC_STRIDE + partition as u32)
@@ -109,6 +130,7 @@ impl Context {
     }
 
     fn assign(&self, consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList) {
+        self.hand_on();
         let mut given = Vec::new();
         let mut list = TopicPartitionList::new();
         for e in tpl.elements() {
@@ -154,7 +176,11 @@ impl Context {
             .filter_map(|e| self.id(e.topic(), e.partition()))
             .collect();
         tracing::info!(partitions = ?ids, "partitions revoked");
-        if !self.closing.load(Ordering::Acquire) {
+        for e in tpl.elements() {
+            self.metrics
+                .forget_kafka_partition(e.topic(), e.partition());
+        }
+        if !self.closing.load(Ordering::Acquire) && self.hand_on() {
             let (ack, answer) = std_mpsc::sync_channel(1);
             if self.tx.blocking_send(Delivery::Revoked(ids, ack)).is_ok() {
                 if let Ok(offsets) = answer.recv() {
@@ -168,7 +194,29 @@ impl Context {
     }
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the consumer lag of each
+    /// assigned partition, high watermark − position (the offset after the last record
+    /// handed to the pipeline, or the committed offset before the first).
+    fn stats(&self, statistics: Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (&partition, p) in &topic.partitions {
+                if partition < 0 || !p.desired || p.hi_offset < 0 {
+                    continue;
+                }
+                let position = if p.app_offset >= 0 {
+                    p.app_offset
+                } else if p.committed_offset >= 0 {
+                    p.committed_offset
+                } else {
+                    continue;
+                };
+                self.metrics
+                    .record_kafka_lag(name, partition, (p.hi_offset - position).max(0));
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Context {
     fn rebalance(
@@ -213,9 +261,13 @@ fn client_config(config: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &config.auto_offset_reset)
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
     c
 }
+
+/// How often librdkafka reports statistics (the consumer-lag gauge follows them).
+const STATISTICS_INTERVAL_MS: u32 = 1_000;
 
 /// Starts the consumer thread: subscribes `config.topics` in `config.group_id` and sends
 /// records and assignment changes to the returned receiver. Partition checkpoints are
@@ -226,14 +278,19 @@ pub(crate) fn start_consumer(
     store: Option<PartitionStore>,
     pipeline: String,
     buffer: usize,
+    metrics: Arc<ProcessorMetrics>,
 ) -> ProcessorResult<(ConsumerHandle, mpsc::Receiver<Delivery>)> {
-    let (tx, rx) = mpsc::channel(buffer);
+    let batch = config.max_poll_records.max(1) as usize;
+    // `buffer` records wait between the consumer and the pipeline, in rounds of `batch`.
+    let (tx, rx) = mpsc::channel(buffer.div_ceil(batch).max(2));
     let context = Context {
         topics: config.topics.clone(),
         store,
         pipeline,
-        tx: tx.clone(),
+        tx,
         closing: AtomicBool::new(false),
+        pending: Mutex::new(Vec::with_capacity(batch)),
+        metrics,
     };
     let consumer: BaseConsumer<Context> = client_config(config)
         .create_with_context(context)
@@ -246,10 +303,9 @@ pub(crate) fn start_consumer(
         .subscribe(&topics)
         .map_err(kafka_error(format!("subscribing to {:?}", config.topics)))?;
     let (commands, inbox) = std_mpsc::channel();
-    let batch = config.max_poll_records.max(1) as usize;
     let thread = std::thread::Builder::new()
         .name("kafka-consumer".into())
-        .spawn(move || poll_loop(consumer, tx, inbox, batch))
+        .spawn(move || poll_loop(consumer, inbox, batch))
         .map_err(|e| ProcessorError::io("starting the Kafka consumer thread", e))?;
     Ok((
         ConsumerHandle {
@@ -260,12 +316,9 @@ pub(crate) fn start_consumer(
     ))
 }
 
-fn poll_loop(
-    consumer: BaseConsumer<Context>,
-    tx: mpsc::Sender<Delivery>,
-    inbox: std_mpsc::Receiver<Command>,
-    batch: usize,
-) {
+/// Polls in rounds of at most `batch` records (`max_poll_records`), each handed to the
+/// run loop as one delivery; between rounds, commits what the run loop asked for.
+fn poll_loop(consumer: BaseConsumer<Context>, inbox: std_mpsc::Receiver<Command>, batch: usize) {
     let mut failures = 0u32;
     'outer: loop {
         loop {
@@ -277,23 +330,27 @@ fn poll_loop(
                 Err(std_mpsc::TryRecvError::Empty) => break,
             }
         }
-        for _ in 0..batch {
-            match consumer.poll(Duration::from_millis(100)) {
+        for i in 0..batch {
+            // Wait for the round's first record; take what is there for the rest.
+            let wait = if i == 0 { 100 } else { 0 };
+            match consumer.poll(Duration::from_millis(wait)) {
                 None => break,
                 Some(Ok(m)) => {
                     failures = 0;
-                    let Some(id) = consumer.context().id(m.topic(), m.partition()) else {
+                    let context = consumer.context();
+                    let Some(id) = context.id(m.topic(), m.partition()) else {
                         continue;
                     };
-                    let d = Delivery::Record {
-                        id,
-                        offset: m.offset(),
-                        payload: m.payload().map(<[u8]>::to_vec),
-                        timestamp: m.timestamp().to_millis(),
-                    };
-                    if tx.blocking_send(d).is_err() {
-                        break 'outer;
-                    }
+                    context
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(KafkaRecord {
+                            id,
+                            offset: m.offset(),
+                            payload: m.payload().map(<[u8]>::to_vec),
+                            timestamp: m.timestamp().to_millis(),
+                        });
                 }
                 Some(Err(e)) => {
                     // librdkafka reconnects by itself; say so, and do not spin.
@@ -305,6 +362,9 @@ fn poll_loop(
                     break;
                 }
             }
+        }
+        if !consumer.context().hand_on() {
+            break 'outer;
         }
     }
     // Dropping the consumer leaves the group; the revoke that brings is not handed to the

@@ -14,7 +14,7 @@ use super::run::{
 };
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::kafka::{
-    start_consumer, Delivery, PartitionAssigned, PartitionCheckpoint, PartitionStore,
+    start_consumer, Delivery, KafkaRecord, PartitionAssigned, PartitionCheckpoint, PartitionStore,
 };
 use crate::metrics::ProcessorMetrics;
 use crate::operator::{OperatorSnapshot, WindowFunction, WindowOperator};
@@ -136,8 +136,13 @@ where
             _ => {}
         }
         let source_name = format!("kafka:{}", config.topics.join(","));
-        let (consumer, mut rx) =
-            start_consumer(&config, store.clone(), describe.clone(), buffer_size)?;
+        let (consumer, mut rx) = start_consumer(
+            &config,
+            store.clone(),
+            describe.clone(),
+            buffer_size,
+            Arc::clone(&metrics),
+        )?;
         let trigger: Arc<dyn WindowTrigger> =
             Arc::from(trigger.unwrap_or_else(|| Box::new(EventTimeTrigger)));
         let late_sink = late_handler.as_ref().and_then(|h| h.side_output());
@@ -193,7 +198,7 @@ where
                 }
             };
             let Some(delivery) = delivery else { break };
-            let (pid, offset, payload, record_time) = match delivery {
+            let batch = match delivery {
                 Delivery::Failed(e) => return Err(e),
                 Delivery::Assigned(list) => {
                     for a in list {
@@ -230,62 +235,69 @@ where
                     let _ = ack.send(offsets);
                     continue;
                 }
-                Delivery::Record {
-                    id,
-                    offset,
-                    payload,
-                    timestamp,
-                } => (id, offset, payload, timestamp),
+                Delivery::Records(batch) => batch,
             };
-            let Some(task) = tasks.get_mut(&pid) else {
-                continue;
-            };
+            // One poll round: every record offered, rows handed on once, at the end.
             let t0 = Instant::now();
-            summary.events_in += 1;
-            metrics.record_event_processed();
             fed_since_tick = true;
-            task.last_offset = Some(offset);
-            let position = || {
-                format!(
-                    "topic {} partition {} offset {offset}",
-                    task.topic, task.partition
-                )
-            };
-            let partition_wm = watermark.partition_watermark(pid);
-            let decoded = decoder
-                .decode(Payload::Bytes(payload.unwrap_or_default()))
-                .map(|(event, raw, envelope)| {
-                    let fallback_timestamp = record_time.filter(|_| kafka_timestamp_fallback);
-                    (
-                        event,
-                        raw,
-                        Envelope {
-                            fallback_timestamp,
-                            ..envelope
-                        },
+            let mut offered_n = 0u64;
+            for KafkaRecord {
+                id: pid,
+                offset,
+                payload,
+                timestamp: record_time,
+            } in batch
+            {
+                let Some(task) = tasks.get_mut(&pid) else {
+                    continue;
+                };
+                offered_n += 1;
+                summary.events_in += 1;
+                task.last_offset = Some(offset);
+                metrics.record_source_offset(pid, u64::try_from(offset).unwrap_or(0));
+                let position = || {
+                    format!(
+                        "topic {} partition {} offset {offset}",
+                        task.topic, task.partition
                     )
-                });
-            let offered = RecordPath {
-                plan: &plan,
-                func: &func,
-                source_name: &source_name,
-                late_sink: late_sink.as_ref(),
-                drop_late,
-                lateness_ms,
-                metrics: &metrics,
-                handler: &mut error_handler,
-                summary: &mut summary,
-                skew: skew.map(SkewGuard::now),
-            }
-            .offer(&mut task.op, decoded, position, partition_wm, &mut out)
-            .await?;
-            let Some(event_time) = offered else { continue };
-            if let Some(wm) = watermark.on_event(pid, event_time, t0) {
-                for t in tasks.values_mut() {
-                    t.op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
+                };
+                let partition_wm = watermark.partition_watermark(pid);
+                let decoded = decoder
+                    .decode(Payload::Bytes(payload.unwrap_or_default()))
+                    .map(|(event, raw, envelope)| {
+                        let fallback_timestamp = record_time.filter(|_| kafka_timestamp_fallback);
+                        (
+                            event,
+                            raw,
+                            Envelope {
+                                fallback_timestamp,
+                                ..envelope
+                            },
+                        )
+                    });
+                let offered = RecordPath {
+                    plan: &plan,
+                    func: &func,
+                    source_name: &source_name,
+                    late_sink: late_sink.as_ref(),
+                    drop_late,
+                    lateness_ms,
+                    metrics: &metrics,
+                    handler: &mut error_handler,
+                    summary: &mut summary,
+                    skew: skew.map(SkewGuard::now),
                 }
-                metrics.record_watermark(wm);
+                .offer(&mut task.op, decoded, position, partition_wm, &mut out)
+                .await?;
+                let Some(event_time) = offered else { continue };
+                if let Some(wm) = watermark.on_event(pid, event_time, t0) {
+                    for t in tasks.values_mut() {
+                        t.op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
+                    }
+                    metrics.record_watermark(wm);
+                }
             }
+            metrics.record_events_processed(offered_n);
             deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
             metrics.record_processing_latency(t0.elapsed());
         }
