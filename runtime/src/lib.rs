@@ -66,7 +66,7 @@ pub use metrics::ProcessorMetrics;
 pub use pipeline::{create_pipeline, Pipeline, PipelineBuilder, Plan, RunSummary};
 pub use sink::{
     CollectorSink, ConsoleSink, DeadLetterRecord, DeadLetterSink, EventSink, FileSink, FlatRow,
-    FlatRows, KafkaAggregationSink, KafkaProducerConfig, MetricsSink, WebSocketSink,
+    FlatRows, KafkaAggregationSink, KafkaProducerConfig, MetricsSink, ResultRow, WebSocketSink,
 };
 pub use source::{EventSource, FileSource, KafkaConfig};
 #[cfg(feature = "rocksdb")]
@@ -100,6 +100,7 @@ pub mod __private {
     pub use crate::pipeline::{
         key_hash, DynamicPlan, Envelope, Fed, JsonDecoder, Pipeline, PipelineBuilder, Plan,
     };
+    pub use crate::sink::{key_part, key_text_of, ResultRow};
     pub use crate::time::from_millis;
     pub use crate::watermark::{
         BoundedOutOfOrdernessWatermark, LateEventHandler, PeriodicWatermarkGenerator,

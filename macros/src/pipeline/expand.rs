@@ -408,6 +408,16 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
     } else {
         quote!(::core::option::Option::None)
     };
+    // The grouping key as text, for keyed sinks (Kafka's message key).
+    let key_text = match &m.key {
+        Some(keys) => {
+            let names = keys.iter().map(|k| k.to_string());
+            quote! {
+                [#(#p::key_part(#names, &self.#keys)),*].join(",")
+            }
+        }
+        None => quote!(#p::key_text_of(<#event as #p::Event>::KEY_FIELDS, &self.key)),
+    };
     let build_row = if derive_steps.is_empty() {
         quote!(#row { #key_values window_start: #p::from_millis(fired.start), window_end: #p::from_millis(fired.end), is_update: fired.is_update, #(#values)* })
     } else {
@@ -558,6 +568,22 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
             }
 
             #emits
+        }
+
+        #[automatically_derived]
+        impl #p::ResultRow for #row {
+            fn key_text(&self) -> ::std::string::String {
+                #key_text
+            }
+            fn window_start(&self) -> #p::DateTime<#p::Utc> {
+                self.window_start
+            }
+            fn window_end(&self) -> #p::DateTime<#p::Utc> {
+                self.window_end
+            }
+            fn is_update(&self) -> bool {
+                self.is_update
+            }
         }
 
         impl #name {

@@ -1,8 +1,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::EventSink;
-use crate::aggregation::AggregationResult;
+use super::{EventSink, ResultRow};
 use crate::error::{ProcessorError, ProcessorResult};
 
 /// Settings of the Kafka producer that publishes result rows.
@@ -94,21 +93,22 @@ impl KafkaAggregationSink {
 
 /// The message key of a row: grouping key and window start.
 #[cfg(feature = "kafka")]
-pub(crate) fn row_key(row: &AggregationResult) -> String {
-    format!("{}@{}", row.key, row.window.start.to_rfc3339())
+pub(crate) fn row_key<R: ResultRow>(row: &R) -> String {
+    format!("{}@{}", row.key_text(), row.window_start().to_rfc3339())
 }
 
+/// Any [`ResultRow`]: `AggregationResult`s and `pipeline!` rows (their own JSON shape).
 #[cfg(feature = "kafka")]
 #[async_trait]
-impl EventSink<AggregationResult> for KafkaAggregationSink {
-    async fn send(&self, row: AggregationResult) -> ProcessorResult<()> {
+impl<R: ResultRow> EventSink<R> for KafkaAggregationSink {
+    async fn send(&self, row: R) -> ProcessorResult<()> {
         let producer = self.producer()?;
         let payload = serde_json::to_vec(&row)
             .map_err(|e| ProcessorError::Serialization(format!("result row: {e}")))?;
         let headers = vec![
-            ("window_start", row.window.start.to_rfc3339().into_bytes()),
-            ("window_end", row.window.end.to_rfc3339().into_bytes()),
-            ("is_update", row.is_update.to_string().into_bytes()),
+            ("window_start", row.window_start().to_rfc3339().into_bytes()),
+            ("window_end", row.window_end().to_rfc3339().into_bytes()),
+            ("is_update", row.is_update().to_string().into_bytes()),
         ];
         producer
             .send(Some(row_key(&row).into_bytes()), payload, headers)
@@ -127,9 +127,9 @@ impl EventSink<AggregationResult> for KafkaAggregationSink {
 
 #[cfg(not(feature = "kafka"))]
 #[async_trait]
-impl EventSink<AggregationResult> for KafkaAggregationSink {
-    async fn send(&self, _: AggregationResult) -> ProcessorResult<()> {
-        self.check()
+impl<R: ResultRow> EventSink<R> for KafkaAggregationSink {
+    async fn send(&self, _: R) -> ProcessorResult<()> {
+        <Self as EventSink<R>>::check(self)
     }
     fn name(&self) -> &str {
         "kafka"

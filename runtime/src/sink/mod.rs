@@ -10,6 +10,7 @@ mod file;
 mod flat_row;
 mod kafka;
 mod metrics_sink;
+mod result_row;
 mod websocket;
 
 pub use collector::CollectorSink;
@@ -19,6 +20,7 @@ pub use file::FileSink;
 pub use flat_row::{FlatRow, FlatRows};
 pub use kafka::{KafkaAggregationSink, KafkaProducerConfig};
 pub use metrics_sink::MetricsSink;
+pub use result_row::{key_part, key_text_of, ResultRow};
 pub use websocket::WebSocketSink;
 
 use async_trait::async_trait;
