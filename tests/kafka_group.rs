@@ -189,10 +189,22 @@ fn latest(rows: &[Read]) -> BTreeMap<String, serde_json::Value> {
     rows.iter()
         .filter(|r| !r.payload.contains("sentinel"))
         .map(|r| {
-            // Rows on Kafka are `AggregationResult`s: compared in their flat form.
-            let row: llm_optimizer_processor::AggregationResult =
-                serde_json::from_str(&r.payload).unwrap();
-            let v = serde_json::to_value(llm_optimizer_processor::FlatRow(row)).unwrap();
+            // The processor writes flat rows to Kafka too, keyed `<key>@<window start>`.
+            let v: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+            assert_eq!(
+                r.key.as_deref(),
+                Some(
+                    format!(
+                        "model={},region={}@{}",
+                        v["model"].as_str().unwrap(),
+                        v["region"].as_str().unwrap(),
+                        chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap())
+                            .unwrap()
+                            .to_rfc3339()
+                    )
+                    .as_str()
+                ),
+            );
             (flat_key(&v), v)
         })
         .collect()

@@ -198,7 +198,9 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
             b = match (&output, p.output.kind.as_str()) {
                 (Some(path), _) => b.with_sink(FlatRows(FileSink::<FlatRow>::new(path))),
                 (None, "file") => b.with_sink(FlatRows(FileSink::<FlatRow>::new(&p.output.path))),
-                (None, "kafka") => b.with_sink(KafkaAggregationSink::new(p.kafka.producer.clone())),
+                (None, "kafka") => b.with_sink(FlatRows(KafkaAggregationSink::new(
+                    p.kafka.producer.clone(),
+                ))),
                 _ if json => b.with_sink(ConsoleSink::json()),
                 _ => b.with_sink(ConsoleSink::new()),
             };

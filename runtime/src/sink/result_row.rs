@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::FlatRow;
 use crate::aggregation::AggregationResult;
 
 /// A result row with a grouping key and a window, so that it can be written keyed
@@ -33,6 +34,22 @@ impl ResultRow for AggregationResult {
     }
     fn is_update(&self) -> bool {
         self.is_update
+    }
+}
+
+/// A flat row is keyed as the `AggregationResult` it shows.
+impl ResultRow for FlatRow {
+    fn key_text(&self) -> String {
+        self.0.key_text()
+    }
+    fn window_start(&self) -> DateTime<Utc> {
+        self.0.window_start()
+    }
+    fn window_end(&self) -> DateTime<Utc> {
+        self.0.window_end()
+    }
+    fn is_update(&self) -> bool {
+        self.0.is_update()
     }
 }
 
