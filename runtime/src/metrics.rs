@@ -51,102 +51,95 @@ impl Default for ProcessorMetrics {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("metric name is valid");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("metric is registered once in a fresh registry");
-    c
+    register(
+        registry,
+        IntCounter::new(name, help).expect("metric name is valid"),
+    )
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("metric name is valid");
+    register(
+        registry,
+        IntGauge::new(name, help).expect("metric name is valid"),
+    )
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: M) -> M {
     registry
-        .register(Box::new(g.clone()))
+        .register(Box::new(m.clone()))
         .expect("metric is registered once in a fresh registry");
-    g
+    m
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("metric name is valid"),
+    )
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    register(
+        registry,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+            .expect("metric name is valid"),
+    )
 }
 
 impl ProcessorMetrics {
     /// Metrics in a fresh registry.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let processing_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "processor_processing_latency_seconds",
-                "time to process one event",
+        let buckets = |start, factor, n| {
+            prometheus::exponential_buckets(start, factor, n).expect("valid buckets")
+        };
+        let processing_latency = histogram(
+            &registry,
+            "processor_processing_latency_seconds",
+            "time to process one event",
+            buckets(1e-7, 4.0, 12),
+        );
+        let partition_watermarks = gauge_vec(
+            &registry,
+            "processor_partition_watermark_millis",
+            "watermark of each source partition, epoch milliseconds (lag: time() * 1000 - this)",
+            &["partition"],
+        );
+        let source_offsets = gauge_vec(
+            &registry,
+            "processor_source_offset",
+            "where the source is: the offset of the last record read in each partition (its byte offset in a file)",
+            &["partition"],
+        );
+        let sink_dropped = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "processor_sink_dropped_total",
+                    "rows a best-effort sink dropped (the oldest first) because its buffer was full while it could not deliver",
+                ),
+                &["sink"],
             )
-            .buckets(prometheus::exponential_buckets(1e-7, 4.0, 12).expect("valid buckets")),
-        )
-        .expect("metric name is valid");
-        registry
-            .register(Box::new(processing_latency.clone()))
-            .expect("metric is registered once in a fresh registry");
-        let partition_watermarks = IntGaugeVec::new(
-            Opts::new(
-                "processor_partition_watermark_millis",
-                "watermark of each source partition, epoch milliseconds (lag: time() * 1000 - this)",
-            ),
-            &["partition"],
-        )
-        .expect("metric name is valid");
-        registry
-            .register(Box::new(partition_watermarks.clone()))
-            .expect("metric is registered once in a fresh registry");
-        let source_offsets = IntGaugeVec::new(
-            Opts::new(
-                "processor_source_offset",
-                "where the source is: the offset of the last record read in each partition (its byte offset in a file)",
-            ),
-            &["partition"],
-        )
-        .expect("metric name is valid");
-        registry
-            .register(Box::new(source_offsets.clone()))
-            .expect("metric is registered once in a fresh registry");
-        let sink_dropped = IntCounterVec::new(
-            Opts::new(
-                "processor_sink_dropped_total",
-                "rows a best-effort sink dropped (the oldest first) because its buffer was full while it could not deliver",
-            ),
-            &["sink"],
-        )
-        .expect("metric name is valid");
-        registry
-            .register(Box::new(sink_dropped.clone()))
-            .expect("metric is registered once in a fresh registry");
-        let kafka_lag = IntGaugeVec::new(
-            Opts::new(
-                "processor_kafka_consumer_lag",
-                "records in each assigned Kafka partition not yet handed to the pipeline: high watermark - position (librdkafka statistics, every second)",
-            ),
+            .expect("metric name is valid"),
+        );
+        let kafka_lag = gauge_vec(
+            &registry,
+            "processor_kafka_consumer_lag",
+            "records in each assigned Kafka partition not yet handed to the pipeline: high watermark - position (librdkafka statistics, every second)",
             &["topic", "partition"],
-        )
-        .expect("metric name is valid");
-        registry
-            .register(Box::new(kafka_lag.clone()))
-            .expect("metric is registered once in a fresh registry");
-        let kafka_records_per_poll = Histogram::with_opts(
-            HistogramOpts::new(
-                "processor_kafka_records_per_poll",
-                "records the Kafka consumer took in one poll round (at most max_poll_records)",
-            )
-            .buckets(prometheus::exponential_buckets(1.0, 2.0, 15).expect("valid buckets")),
-        )
-        .expect("metric name is valid");
-        registry
-            .register(Box::new(kafka_records_per_poll.clone()))
-            .expect("metric is registered once in a fresh registry");
-        let checkpoint_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "processor_checkpoint_duration_seconds",
-                "time to take one checkpoint (sinks staged, state written, sealed, published)",
-            )
-            .buckets(prometheus::exponential_buckets(1e-3, 2.0, 16).expect("valid buckets")),
-        )
-        .expect("metric name is valid");
-        registry
-            .register(Box::new(checkpoint_duration.clone()))
-            .expect("metric is registered once in a fresh registry");
+        );
+        let kafka_records_per_poll = histogram(
+            &registry,
+            "processor_kafka_records_per_poll",
+            "records the Kafka consumer took in one poll round (at most max_poll_records)",
+            buckets(1.0, 2.0, 15),
+        );
+        let checkpoint_duration = histogram(
+            &registry,
+            "processor_checkpoint_duration_seconds",
+            "time to take one checkpoint (sinks staged, state written, sealed, published)",
+            buckets(1e-3, 2.0, 16),
+        );
         ProcessorMetrics {
             checkpoints: counter(
                 &registry,
