@@ -292,7 +292,7 @@ pub fn generate(decl: &PipelineDecl, m: &Model, digest: &str) -> TokenStream {
                 )
             }
         };
-        let doc = match m.conditions.get(c.unwrap_or(usize::MAX)) {
+        let doc = match c.and_then(|k| m.conditions.get(k)) {
             Some(pred) if !is_inline(a_call) => format!("`{} where {}`", tidy(a_call), tidy(pred)),
             _ => format!("`{}`", tidy(a_call)),
         };

@@ -240,6 +240,8 @@ where
             // One poll round: every record offered, rows handed on once, at the end.
             let t0 = Instant::now();
             fed_since_tick = true;
+            // Per round, as the file path does per batch: one clock read for the guard.
+            let guard = skew.map(SkewGuard::now);
             let mut offered_n = 0u64;
             for KafkaRecord {
                 id: pid,
@@ -254,7 +256,6 @@ where
                 offered_n += 1;
                 summary.events_in += 1;
                 task.last_offset = Some(offset);
-                metrics.record_source_offset(pid, u64::try_from(offset).unwrap_or(0));
                 let position = || {
                     format!(
                         "topic {} partition {} offset {offset}",
@@ -285,7 +286,7 @@ where
                     metrics: &metrics,
                     handler: &mut error_handler,
                     summary: &mut summary,
-                    skew: skew.map(SkewGuard::now),
+                    skew: guard,
                 }
                 .offer(&mut task.op, decoded, position, partition_wm, &mut out)
                 .await?;
@@ -298,6 +299,12 @@ where
                 }
             }
             metrics.record_events_processed(offered_n);
+            // Where each partition is, per round (a gauge update costs a label lookup).
+            for (pid, task) in &tasks {
+                if let Some(offset) = task.last_offset {
+                    metrics.record_source_offset(*pid, u64::try_from(offset).unwrap_or(0));
+                }
+            }
             deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
             metrics.record_processing_latency(t0.elapsed());
         }

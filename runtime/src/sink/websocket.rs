@@ -51,15 +51,16 @@ pub struct WebSocketSink {
     shared: Arc<Shared>,
     /// Ends the connection task when the last clone of the sink goes.
     _owner: Arc<Owner>,
+    capacity: usize,
+    flush_timeout: Duration,
+    backoff: (Duration, Duration),
 }
 
+/// What the sink and its connection task share.
 #[derive(Debug)]
 struct Shared {
     url: String,
     name: String,
-    capacity: usize,
-    flush_timeout: Duration,
-    backoff: (Duration, Duration),
     queue: Mutex<Queue>,
     /// A row was queued, or the sink closed.
     wake: Notify,
@@ -95,44 +96,44 @@ impl WebSocketSink {
     /// A sink sending to `url` (`ws://host:port/path`).
     pub fn new(url: impl Into<String>) -> Self {
         let url = url.into();
-        let shared = Arc::new(Shared::fresh(
+        let shared = Arc::new(Shared {
+            name: format!("websocket:{url}"),
             url,
-            10_000,
-            Duration::from_secs(5),
-            (Duration::from_millis(100), Duration::from_secs(5)),
-        ));
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+            drained: Notify::new(),
+            dropped: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+            metrics: OnceLock::new(),
+        });
         WebSocketSink {
             _owner: Arc::new(Owner(Arc::clone(&shared))),
             shared,
-        }
-    }
-
-    fn configure(self, f: impl FnOnce(&mut Shared)) -> Self {
-        let WebSocketSink { shared, _owner } = self;
-        drop(_owner);
-        let mut shared = Arc::try_unwrap(shared).unwrap_or_else(|s| Shared::copy_of(&s));
-        shared.closed = AtomicBool::new(false);
-        f(&mut shared);
-        let shared = Arc::new(shared);
-        WebSocketSink {
-            _owner: Arc::new(Owner(Arc::clone(&shared))),
-            shared,
+            capacity: 10_000,
+            flush_timeout: Duration::from_secs(5),
+            backoff: (Duration::from_millis(100), Duration::from_secs(5)),
         }
     }
 
     /// At most `rows` rows wait while the server cannot be reached (at least 1).
-    pub fn with_buffer(self, rows: usize) -> Self {
-        self.configure(|s| s.capacity = rows.max(1))
+    pub fn with_buffer(mut self, rows: usize) -> Self {
+        self.capacity = rows.max(1);
+        self
     }
 
     /// How long the end-of-run `flush` waits for the buffer to drain.
-    pub fn with_flush_timeout(self, timeout: Duration) -> Self {
-        self.configure(|s| s.flush_timeout = timeout)
+    pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = timeout;
+        self
     }
 
     /// Reconnection backoff: the first wait and the longest.
-    pub fn with_backoff(self, first: Duration, max: Duration) -> Self {
-        self.configure(|s| s.backoff = (first, max.max(first)))
+    pub fn with_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff = (first, max.max(first));
+        self
     }
 
     /// The server's URL.
@@ -162,7 +163,7 @@ impl WebSocketSink {
 
     fn start(&self) {
         if !self.shared.started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(connection(Arc::clone(&self.shared)));
+            tokio::spawn(connection(Arc::clone(&self.shared), self.backoff));
         }
     }
 }
@@ -172,41 +173,13 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A fresh, unstarted copy of the settings (a builder call on a sink already cloned).
-    fn copy_of(s: &Shared) -> Shared {
-        Shared::fresh(s.url.clone(), s.capacity, s.flush_timeout, s.backoff)
-    }
-
-    fn fresh(
-        url: String,
-        capacity: usize,
-        flush_timeout: Duration,
-        backoff: (Duration, Duration),
-    ) -> Shared {
-        Shared {
-            name: format!("websocket:{url}"),
-            url,
-            capacity,
-            flush_timeout,
-            backoff,
-            queue: Mutex::new(Queue::default()),
-            wake: Notify::new(),
-            drained: Notify::new(),
-            dropped: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
-            connected: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            started: AtomicBool::new(false),
-            metrics: OnceLock::new(),
-        }
-    }
-
-    fn push(&self, text: String) {
+    /// Queues a row; with `capacity` rows waiting, the oldest is dropped.
+    fn push(&self, text: String, capacity: usize) {
         let dropped = {
             let mut q = self.lock();
             let seq = q.next;
             q.next += 1;
-            let dropped = if q.rows.len() >= self.capacity {
+            let dropped = if q.rows.len() >= capacity {
                 q.rows.pop_front();
                 true
             } else {
@@ -221,7 +194,7 @@ impl Shared {
                 m.record_sink_dropped(&self.name, 1);
             }
             if n == 1 || n.is_multiple_of(1000) {
-                tracing::warn!(sink = %self.name, dropped = n, buffer = self.capacity, "WebSocket sink buffer full: the oldest rows are dropped until the server can be reached");
+                tracing::warn!(sink = %self.name, dropped = n, buffer = capacity, "WebSocket sink buffer full: the oldest rows are dropped until the server can be reached");
             }
         }
         self.wake.notify_one();
@@ -229,8 +202,7 @@ impl Shared {
 }
 
 /// The connection task: connects, sends the queue in order, reconnects with backoff.
-async fn connection(shared: Arc<Shared>) {
-    let (first, max) = shared.backoff;
+async fn connection(shared: Arc<Shared>, (first, max): (Duration, Duration)) {
     let mut delay = first;
     let mut failures = 0u64;
     loop {
@@ -341,14 +313,14 @@ impl<R: Serialize + Send + 'static> EventSink<R> for WebSocketSink {
             message: format!("a row cannot be written as JSON: {e}"),
         })?;
         self.start();
-        self.shared.push(text);
+        self.shared.push(text, self.capacity);
         Ok(())
     }
 
     /// Waits (up to the flush timeout) until every queued row is written.
     async fn flush(&self) -> ProcessorResult<()> {
         self.start();
-        let deadline = tokio::time::Instant::now() + self.shared.flush_timeout;
+        let deadline = tokio::time::Instant::now() + self.flush_timeout;
         loop {
             let drained = self.shared.drained.notified();
             tokio::pin!(drained);
