@@ -38,9 +38,11 @@ extern crate self as llm_optimizer_processor;
 
 pub mod aggregation;
 pub mod config;
+pub mod dashboard;
 pub mod dsl;
 pub mod error;
 pub mod event;
+pub mod http;
 #[cfg(feature = "kafka")]
 mod kafka;
 pub mod metrics;

@@ -38,6 +38,7 @@ pub struct ProcessorMetrics {
     kafka_lag: IntGaugeVec,
     kafka_records_per_poll: Histogram,
     watermark: IntGauge,
+    newest_event: IntGauge,
     processing_latency: Histogram,
     checkpoints: IntCounter,
     checkpoint_duration: Histogram,
@@ -189,6 +190,11 @@ impl ProcessorMetrics {
                 "processor_watermark_millis",
                 "combined watermark, epoch milliseconds",
             ),
+            newest_event: gauge(
+                &registry,
+                "processor_newest_event_millis",
+                "event time of the newest event read, epoch milliseconds (the watermark's lag: this - processor_watermark_millis)",
+            ),
             processing_latency,
             registry,
         }
@@ -254,6 +260,13 @@ impl ProcessorMetrics {
         self.watermark.set(millis);
     }
 
+    /// Raises the newest event time read to `millis` (never lowers it).
+    pub fn record_newest_event(&self, millis: i64) {
+        if millis > self.newest_event.get() {
+            self.newest_event.set(millis);
+        }
+    }
+
     /// `n` rows dropped by the best-effort sink `sink` (a full buffer while disconnected).
     pub fn record_sink_dropped(&self, sink: &str, n: u64) {
         self.sink_dropped.with_label_values(&[sink]).inc_by(n);
@@ -296,6 +309,26 @@ impl ProcessorMetrics {
     /// The combined watermark (epoch milliseconds; 0 before the first).
     pub fn watermark(&self) -> i64 {
         self.watermark.get()
+    }
+
+    /// The event time of the newest event read (epoch milliseconds; 0 before the first).
+    pub fn newest_event(&self) -> i64 {
+        self.newest_event.get()
+    }
+
+    /// Events past the allowed lateness so far.
+    pub fn events_late(&self) -> u64 {
+        self.events_late.get()
+    }
+
+    /// Records dead-lettered so far.
+    pub fn events_dead_lettered(&self) -> u64 {
+        self.events_dead_lettered.get()
+    }
+
+    /// Result rows emitted so far.
+    pub fn rows_emitted(&self) -> u64 {
+        self.rows_emitted.get()
     }
 
     /// Events read so far.

@@ -59,6 +59,15 @@ enum Command {
         /// Console format.
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Serve a live dashboard (charts per key, the run's figures, /metrics) at this
+        /// address [default: 127.0.0.1:8080]; it stays up after the input ends, until Ctrl-C.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+        dashboard: Option<String>,
+        /// Replay the input at this multiple of its event time's pace (`30x`: a minute of
+        /// events in two seconds), or `max` (as fast as it reads). Default: `max`, and
+        /// `30x` for the bundled sample under --dashboard.
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        replay_rate: Option<ReplayRate>,
     },
     /// Check a config file (and the PROCESSOR_… overrides) and print what would run.
     ValidateConfig {
@@ -79,6 +88,26 @@ enum Command {
         seed: u64,
     },
 }
+
+/// `--replay-rate`: a multiple of event time's pace, or as fast as the input reads.
+#[derive(Clone, Copy, Debug)]
+struct ReplayRate(Option<f64>);
+
+fn parse_rate(text: &str) -> Result<ReplayRate, String> {
+    if text.eq_ignore_ascii_case("max") {
+        return Ok(ReplayRate(None));
+    }
+    let number = text.strip_suffix(['x', 'X']).unwrap_or(text);
+    match number.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(ReplayRate(Some(r))),
+        _ => Err(format!(
+            "`{text}` is not a rate: write a positive multiple such as `10x` or `0.5x`, or `max`"
+        )),
+    }
+}
+
+/// The bundled sample's replay rate under `--dashboard`: its 20 minutes in 40 seconds.
+const SAMPLE_DASHBOARD_RATE: f64 = 30.0;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Format {
@@ -167,6 +196,8 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
             input,
             output,
             format,
+            dashboard,
+            replay_rate,
         } => {
             let mut config = load(config.as_ref()).await?;
             if let Some(path) = &input {
@@ -190,6 +221,16 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
                 (None, "kafka") => b.with_kafka_source(p.kafka.consumer.clone()),
                 _ => b.with_source(FileSource::from_static("sample", SAMPLE)),
             };
+            let sample =
+                input.is_none() && !matches!(p.source.kind.as_str(), "file" | "stdin" | "kafka");
+            let rate = match (replay_rate, &dashboard) {
+                (Some(ReplayRate(rate)), _) => rate,
+                (None, Some(_)) if sample => Some(SAMPLE_DASHBOARD_RATE),
+                (None, _) => None,
+            };
+            if let Some(rate) = rate {
+                b = b.with_replay_rate(rate);
+            }
             let json = match format {
                 Some(Format::Json) => true,
                 Some(Format::Table) => false,
@@ -206,7 +247,30 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
             };
             let metrics = Arc::new(ProcessorMetrics::new());
             b = b.with_metrics(Arc::clone(&metrics));
-            let server = if p.metrics.enabled {
+            let dashboard = match dashboard {
+                None => None,
+                Some(text) => {
+                    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+                        ProcessorError::Config(format!(
+                            "--dashboard `{text}` is not an address: write IP:PORT, e.g. 127.0.0.1:8080 (0.0.0.0:8080 to let other machines see it)"
+                        ))
+                    })?;
+                    let board = dashboard::Dashboard::new(
+                        Arc::clone(&metrics),
+                        describe(&config, sample, rate),
+                    );
+                    b = b.with_sink(board.sink());
+                    let (bound, task) = board.serve(addr).await?;
+                    eprintln!("dashboard at http://{bound}/ (metrics at http://{bound}/metrics)");
+                    Some((board, bound, task))
+                }
+            };
+            let p = &config.processor;
+            let server = if p.metrics.enabled
+                && dashboard
+                    .as_ref()
+                    .is_none_or(|(_, bound, _)| bound.to_string() != p.metrics.address)
+            {
                 let addr = p.metrics.address.parse().map_err(|_| {
                     ProcessorError::Config(format!(
                         "`processor.metrics.address` `{}` is not an address",
@@ -258,6 +322,9 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
             if let Some(progress) = progress {
                 progress.finish();
             }
+            if let Some((board, _, _)) = &dashboard {
+                board.finish(&summary);
+            }
             eprintln!(
                 "{} events read: {} aggregated, {} late, {} dead-lettered, {} skipped; {} rows ({} updates)",
                 summary.events_in,
@@ -268,9 +335,42 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
                 summary.rows_emitted,
                 summary.update_rows
             );
+            if let Some((_, bound, task)) = dashboard {
+                eprintln!("the input is done; the dashboard stays at http://{bound}/ until Ctrl-C");
+                stop_signal().await;
+                task.abort();
+            }
             Ok(())
         }
     }
+}
+
+/// What runs, in a line: the dashboard's subtitle.
+fn describe(config: &Config, sample: bool, rate: Option<f64>) -> String {
+    let p = &config.processor;
+    let w = &p.windows;
+    let window = match w.default_type.as_str() {
+        "sliding" => format!(
+            "sliding {} s windows every {} s",
+            w.sliding.size_secs, w.sliding.slide_secs
+        ),
+        "session" => format!("session windows ({} s gap)", w.session.gap_secs),
+        _ => format!("tumbling {} s windows", w.tumbling.size_secs),
+    };
+    let source = if sample {
+        "the bundled sample".to_owned()
+    } else {
+        format!("{} input", p.source.kind)
+    };
+    let pace = match rate {
+        Some(r) => format!("replayed at {r}× event time"),
+        None => "as fast as it reads".to_owned(),
+    };
+    format!(
+        "{window} by {} · measure {} · {source}, {pace}",
+        p.keys.join(", "),
+        p.measure
+    )
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

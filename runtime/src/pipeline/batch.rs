@@ -173,22 +173,24 @@ impl<E: DeserializeOwned + 'static> JsonDecoder<E> {
 /// A batch as it travels from the reader to the operator.
 pub(super) type Batch<T> = ProcessorResult<Vec<Item<T>>>;
 
-/// Starts the reader task: batches of decoded records into a channel of `capacity`
-/// batches (the backpressure bound), until the source ends or fails (the error is the
-/// last message).
+/// Starts the reader task: batches of up to `batch` decoded records into a channel
+/// holding `buffer` records (the backpressure bound), until the source ends or fails
+/// (the error is the last message).
 pub(super) fn spawn_reader<T>(
     mut source: Box<dyn EventSource<T>>,
     decoder: JsonDecoder<T>,
-    capacity: usize,
+    buffer: usize,
+    batch: usize,
 ) -> (mpsc::Receiver<Batch<T>>, tokio::task::JoinHandle<()>)
 where
     T: DeserializeOwned + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel::<Batch<T>>(capacity.max(1));
+    let batch = batch.max(1);
+    let (tx, rx) = mpsc::channel::<Batch<T>>(buffer.div_ceil(batch).max(1));
     let task = tokio::spawn(async move {
-        let mut records: Vec<SourceRecord<T>> = Vec::with_capacity(BATCH);
+        let mut records: Vec<SourceRecord<T>> = Vec::with_capacity(batch);
         loop {
-            let more = match source.next_batch(BATCH, &mut records).await {
+            let more = match source.next_batch(batch, &mut records).await {
                 Ok(more) => more,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;

@@ -113,6 +113,7 @@ pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) parallelism: usize,
     pub(super) kafka_timestamp_fallback: bool,
     pub(super) max_future_skew: Duration,
+    pub(super) replay_rate: Option<f64>,
 }
 
 impl<T, P: Plan<Event = T>> std::fmt::Debug for PipelineBuilder<T, P> {
@@ -153,6 +154,7 @@ where
             parallelism: 1,
             kafka_timestamp_fallback: false,
             max_future_skew: DEFAULT_MAX_FUTURE_SKEW,
+            replay_rate: None,
         }
     }
 
@@ -362,6 +364,27 @@ where
         self
     }
 
+    /// Replays a recorded input at `rate` times the pace of its event time (`60.0`: an
+    /// hour of events in a minute) instead of as fast as it can be read: for demos and
+    /// dashboards. Rows are the same as without it; only their timing changes. A live
+    /// source (Kafka) arrives at its own pace and refuses it.
+    ///
+    /// ```
+    /// use llm_optimizer_processor::*;
+    /// use std::time::Duration;
+    ///
+    /// let pipeline = create_pipeline()
+    ///     .with_memory_source(Vec::<FeedbackEvent>::new())
+    ///     .with_tumbling_window(Duration::from_secs(60))
+    ///     .with_replay_rate(30.0)
+    ///     .build();
+    /// assert!(pipeline.is_ok());
+    /// ```
+    pub fn with_replay_rate(mut self, rate: f64) -> Self {
+        self.replay_rate = Some(rate);
+        self
+    }
+
     /// Records buffered between the source and the operator (backpressure bound).
     pub fn with_buffer_size(mut self, n: usize) -> Self {
         self.buffer_size = n;
@@ -373,6 +396,9 @@ where
         let invalid = |m: &str| Err(ProcessorError::InvalidPipeline(m.to_owned()));
         let source = match self.source.take() {
             None => return invalid("no source: add .with_file_source(path), .with_memory_source(events) or .with_kafka_source(config)"),
+            Some(SourceChoice::Kafka(_)) if self.replay_rate.is_some() => {
+                return invalid("with_replay_rate with a Kafka source: a live source arrives at its own pace; replay a recorded file instead")
+            }
             Some(SourceChoice::Kafka(c)) => {
                 check_kafka(&c, self.parallelism, self.spill_threshold)?;
                 SourceChoice::Kafka(c)
@@ -388,6 +414,11 @@ where
         }
         if self.buffer_size == 0 {
             return invalid("buffer size must be at least 1");
+        }
+        if let Some(rate) = self.replay_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+            return Err(ProcessorError::InvalidPipeline(format!(
+                "with_replay_rate({rate}): the rate must be a positive number (1.0: event time's own pace, 60.0: a minute per second)"
+            )));
         }
         let mut candidates = [
             ("the window assigner", self.assigner_lateness),
@@ -453,6 +484,7 @@ where
             parallelism: self.parallelism,
             max_future_skew_ms: (!self.max_future_skew.is_zero())
                 .then(|| duration_millis(self.max_future_skew)),
+            replay_rate: self.replay_rate,
         })
     }
 }
@@ -582,6 +614,8 @@ pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) parallelism: usize,
     /// The clock-skew guard (`None`: off).
     pub(super) max_future_skew_ms: Option<i64>,
+    /// Paced replay (`None`: as fast as the input can be read).
+    pub(super) replay_rate: Option<f64>,
 }
 
 impl<T, P: Plan<Event = T>> std::fmt::Debug for Pipeline<T, P> {

@@ -165,6 +165,7 @@ where
         let mut checkpoint_id = 0u64;
         let mut stopped = false;
         let mut fed_since_tick = false;
+        let mut newest = i64::MIN;
         tracing::info!(source = %source_name, group = %config.group_id, "pipeline started");
 
         loop {
@@ -291,6 +292,7 @@ where
                 .offer(&mut task.op, decoded, position, partition_wm, &mut out)
                 .await?;
                 let Some(event_time) = offered else { continue };
+                newest = newest.max(event_time);
                 if let Some(wm) = watermark.on_event(pid, event_time, t0) {
                     for t in tasks.values_mut() {
                         t.op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
@@ -299,6 +301,7 @@ where
                 }
             }
             metrics.record_events_processed(offered_n);
+            metrics.record_newest_event(newest);
             // Where each partition is, per round (a gauge update costs a label lookup).
             for (pid, task) in &tasks {
                 if let Some(offset) = task.last_offset {

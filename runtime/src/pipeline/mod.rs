@@ -9,6 +9,7 @@ mod extract;
 mod kafka_run;
 mod parallel;
 mod plan;
+mod replay;
 mod run;
 
 pub use batch::JsonDecoder;

@@ -119,6 +119,8 @@ pub(super) struct Parallel<P: Plan> {
     pub skew: Option<i64>,
     /// The source is live: when it has nothing to read, the held watermark is pushed.
     pub live: bool,
+    /// Paced replay, if asked for.
+    pub pacer: Option<super::replay::Pacer>,
 }
 
 /// The run loop with N workers.
@@ -154,6 +156,7 @@ where
         spill,
         skew,
         live,
+        mut pacer,
     } = run;
     let plan = Arc::new(plan);
     let mut schedule = checkpointer
@@ -184,6 +187,7 @@ where
     let mut events_in = summary.events_in;
     let mut stopped = false;
     let mut fed_since_tick = false;
+    let mut newest = i64::MIN;
     let mut parts: Vec<Vec<ToWorker<T>>> = (0..parallelism).map(|_| Vec::new()).collect();
     loop {
         let batch = tokio::select! {
@@ -254,6 +258,10 @@ where
                         .push(dead_letter(&err, &source_name, position(at), text));
                 }
                 Ok((ts, hash)) => {
+                    if let Some(p) = pacer.as_mut() {
+                        p.pace(ts).await;
+                    }
+                    newest = newest.max(ts);
                     let partition_watermark = watermark.partition_watermark(partition);
                     parts[workers.owner(hash)].push(ToWorker::Event {
                         event,
@@ -271,6 +279,7 @@ where
                 }
             }
         }
+        metrics.record_newest_event(newest);
         workers.send(&mut parts).await?;
         workers.report(found).await;
         metrics.record_processing_latency(t0.elapsed());

@@ -9,6 +9,7 @@ use super::builder::{Pipeline, SourceChoice};
 use super::checkpoint::{Checkpointer, Meta};
 use super::parallel::{run_parallel, Parallel};
 use super::plan::{Fed, Plan};
+use super::replay::Pacer;
 use crate::aggregation::{AggregationResult, AggregationSpec, AggregationState};
 use crate::error::{ErrorDisposition, ErrorPolicy, ProcessorError, ProcessorResult};
 use crate::event::GroupingKey;
@@ -135,6 +136,7 @@ where
             shutdown,
             parallelism,
             max_future_skew_ms: skew,
+            replay_rate,
         } = self;
         let mut source = match source {
             SourceChoice::Source(s) => s,
@@ -202,7 +204,11 @@ where
         // batches gives backpressure.
         let live = !source.resumable();
         let decoder = plan.json_decoder();
-        let (mut rx, reader) = spawn_reader(source, decoder, buffer_size.div_ceil(BATCH));
+        // A paced replay takes records one at a time, so that each is fed (and its rows
+        // delivered) when its time comes.
+        let pacer = replay_rate.map(Pacer::new);
+        let batch = if pacer.is_some() { 1 } else { BATCH };
+        let (mut rx, reader) = spawn_reader(source, decoder, buffer_size, batch);
 
         let mut out: Vec<(P::Row, bool)> = Vec::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
@@ -231,6 +237,7 @@ where
                     spill,
                     skew,
                     live,
+                    pacer,
                 },
                 rx,
                 reader,
@@ -252,6 +259,8 @@ where
         }
         let mut stopped = false;
         let mut fed_since_tick = false;
+        let mut pacer = pacer;
+        let mut newest = i64::MIN;
 
         loop {
             let batch = tokio::select! {
@@ -299,6 +308,11 @@ where
                 metrics.record_source_offset(last.partition, last.offset);
             }
             for item in batch {
+                if let (Some(p), Ok((event, _, envelope))) = (pacer.as_mut(), &item.decoded) {
+                    if let Ok(ts) = plan.event_time(event, &mut envelope.clone()) {
+                        p.pace(ts).await;
+                    }
+                }
                 positions.record(item.partition, item.offset, item.sequence);
                 let (partition, sequence, offset) = (item.partition, item.sequence, item.offset);
                 let position =
@@ -319,11 +333,13 @@ where
                 .offer(&mut op, item.decoded, position, partition_wm, &mut out)
                 .await?;
                 let Some(event_time) = offered else { continue };
+                newest = newest.max(event_time);
                 if let Some(wm) = watermark.on_event(partition, event_time, t0) {
                     op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
                     metrics.record_watermark(wm);
                 }
             }
+            metrics.record_newest_event(newest);
             metrics.record_open_windows(op.state_len() as u64);
             deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
             metrics.record_processing_latency(t0.elapsed());
