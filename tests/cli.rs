@@ -245,7 +245,7 @@ fn validate_config_refuses_what_run_refuses_before_connecting() {
     );
     let env = [
         ("PROCESSOR_SOURCE__KIND", "kafka"),
-        ("PROCESSOR_STATE__BACKEND", "memory"),
+        ("PROCESSOR_STATE__MAX_IN_MEMORY_WINDOWS", "1000"),
         (
             "PROCESSOR_KAFKA__CONSUMER__BOOTSTRAP_SERVERS",
             "127.0.0.1:1",
@@ -256,12 +256,12 @@ fn validate_config_refuses_what_run_refuses_before_connecting() {
     assert!(!validated.status.success() && !ran.status.success());
     let (v, r) = (text(&validated.stderr), text(&ran.stderr));
     assert!(
-        v.contains("`processor.parallelism` is 4 with a Kafka source"),
+        v.contains("`processor.state.max_in_memory_windows` is 1000 with a Kafka source"),
         "{v}"
     );
     let line = |s: &str| {
         s.lines()
-            .find(|l| l.contains("processor.parallelism"))
+            .find(|l| l.contains("processor.state.max_in_memory_windows"))
             .map(str::to_owned)
     };
     assert_eq!(line(&v), line(&r), "the same message");

@@ -252,12 +252,6 @@ pub fn check_runnable(config: &Config) -> ProcessorResult<()> {
     if p.source.kind == "kafka" {
         // What `build()` would refuse of a Kafka source, said in the config's terms and
         // before any Kafka client exists (validate-config and run check the same).
-        if p.parallelism > 1 {
-            return Err(ProcessorError::Config(format!(
-                "`processor.parallelism` is {} with a Kafka source, which runs one task per assigned partition in one worker: set it to 1 (PROCESSOR_PARALLELISM=1) and run more instances with the same `kafka.consumer.group_id`; the group spreads the partitions over them",
-                p.parallelism
-            )));
-        }
         if p.state.max_in_memory_windows > 0 {
             return Err(ProcessorError::Config(format!(
                 "`processor.state.max_in_memory_windows` is {} with a Kafka source, which keeps each partition's state in memory between checkpoints: set it to 0",

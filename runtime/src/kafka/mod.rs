@@ -21,7 +21,7 @@ mod consumer;
 mod partition_store;
 mod producer;
 
-pub(crate) use consumer::{start_consumer, Delivery, KafkaRecord, PartitionAssigned};
+pub(crate) use consumer::{start_consumer, Delivery, KafkaRecord};
 pub(crate) use partition_store::{PartitionCheckpoint, PartitionStore};
 pub(crate) use producer::RecordProducer;
 

@@ -30,7 +30,7 @@ pub(super) enum SourceChoice<T> {
 }
 
 /// What a Kafka source needs that this build and declaration provide.
-fn check_kafka(c: &KafkaConfig, parallelism: usize, spill: Option<usize>) -> ProcessorResult<()> {
+fn check_kafka(c: &KafkaConfig, spill: Option<usize>) -> ProcessorResult<()> {
     let invalid = |m: String| Err(ProcessorError::InvalidPipeline(m));
     if !cfg!(feature = "kafka") {
         return invalid(format!(
@@ -40,11 +40,6 @@ fn check_kafka(c: &KafkaConfig, parallelism: usize, spill: Option<usize>) -> Pro
     }
     if c.topics.is_empty() {
         return invalid("the Kafka source has no topics: set KafkaConfig.topics".into());
-    }
-    if parallelism > 1 {
-        return invalid(format!(
-            "with_parallelism({parallelism}) with a Kafka source: run more instances with the same group_id instead; the group spreads the partitions over them"
-        ));
     }
     if spill.is_some() {
         return invalid("with_spill_threshold is not available with a Kafka source yet (each partition keeps its state in memory between checkpoints); remove it".into());
@@ -178,8 +173,10 @@ where
     /// [`MemoryStateBackend::persistent`](crate::MemoryStateBackend::persistent)) each
     /// partition is checkpointed under `<checkpoint dir>/kafka/<group>/<pipeline>/` and its
     /// offset committed only after that, so a restart or a rebalance resumes exactly there.
-    /// Run more instances with the same `group_id` to scale out (parallelism stays 1 per
-    /// instance). See the README's "Kafka" section.
+    /// [`with_parallelism(n)`](Self::with_parallelism) spreads the partitions assigned to
+    /// this instance over `n` worker tasks (a partition's state stays with it, checkpoints
+    /// are aligned over the workers); more instances with the same `group_id` split the
+    /// partitions between them. See the README's "Kafka" section.
     pub fn with_kafka_source(mut self, config: KafkaConfig) -> Self {
         self.source = Some(SourceChoice::Kafka(config));
         self
@@ -348,8 +345,9 @@ where
         self
     }
 
-    /// Runs `n` worker tasks, each owning the keys whose hash falls to it (default 1).
-    /// The rows are the same as with one worker; only their interleaving across keys differs.
+    /// Runs `n` worker tasks (default 1): over a file or stdin each owns the keys whose
+    /// hash falls to it; over Kafka each owns some of the assigned partitions. The rows
+    /// are the same as with one worker; only their interleaving across keys differs.
     pub fn with_parallelism(mut self, n: usize) -> Self {
         self.parallelism = n;
         self
@@ -400,7 +398,7 @@ where
                 return invalid("with_replay_rate with a Kafka source: a live source arrives at its own pace; replay a recorded file instead")
             }
             Some(SourceChoice::Kafka(c)) => {
-                check_kafka(&c, self.parallelism, self.spill_threshold)?;
+                check_kafka(&c, self.spill_threshold)?;
                 SourceChoice::Kafka(c)
             }
             Some(s) => s,

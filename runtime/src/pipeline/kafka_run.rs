@@ -1,5 +1,7 @@
-//! The run loop of a pipeline over a Kafka source: one window operator per assigned
-//! partition (a task), checkpointed per partition; see [`crate::kafka`].
+//! The run loop of a pipeline over a Kafka source: the consumer's records, decoded here,
+//! go to `parallelism` workers, each holding the window operators of the partitions
+//! assigned to it; checkpoints are per partition and aligned over the workers; see
+//! [`crate::kafka`] and [`super::parallel`].
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -8,82 +10,68 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::builder::{Pipeline, SourceChoice};
+use super::parallel::{
+    route, Begin, Collector, Done, Persist, Place, Routed, Shared, SlotState, ToWorker, Workers,
+};
 use super::plan::{Envelope, Plan};
-use super::run::{
-    collect_rows, deliver_rows, encode_state, RecordPath, RunSummary, Shutdown, SkewGuard,
-};
-use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
-use crate::kafka::{
-    start_consumer, Delivery, KafkaRecord, PartitionAssigned, PartitionCheckpoint, PartitionStore,
-};
+use super::run::{dead_letter, payload_text, RunSummary, Shutdown, SinkSet, SkewGuard};
+use crate::error::{ProcessorError, ProcessorResult};
+use crate::kafka::{start_consumer, Delivery, KafkaRecord, PartitionCheckpoint, PartitionStore};
 use crate::metrics::ProcessorMetrics;
-use crate::operator::{OperatorSnapshot, WindowFunction, WindowOperator};
-use crate::sink::{DeadLetterRecord, EventSink};
 use crate::source::Payload;
-use crate::watermark::WatermarkGenerator;
 use crate::window::{EventTimeTrigger, WindowTrigger};
 
-/// One assigned partition and its window state.
-struct Task<P: Plan> {
-    topic: String,
-    partition: i32,
-    op: WindowOperator<P::Key, P::Func, Arc<dyn WindowTrigger>>,
-    /// The last offset whose record is in `op`.
-    last_offset: Option<i64>,
+/// Where a Kafka pipeline's checkpoints go: each partition's state in its own file,
+/// between the result sinks' prepare and commit, as one aligned checkpoint over every
+/// worker (see [`super::parallel`]).
+pub(crate) struct KafkaPersist {
+    pub store: PartitionStore,
+    pub describe: String,
 }
 
-/// What a checkpoint touches besides the tasks.
-struct Checkpointing<'a, R: Send + 'static> {
-    store: &'a PartitionStore,
-    describe: &'a str,
-    sinks: &'a [Arc<dyn EventSink<R>>],
-    late: Option<&'a Arc<dyn EventSink<DeadLetterRecord>>>,
-    metrics: &'a ProcessorMetrics,
-}
-
-impl<R: Send + 'static> Checkpointing<'_, R> {
-    /// Checkpoints the tasks `ids`: result sinks deliver everything, each partition's
-    /// state is written, sinks publish; returns the next offset to commit per partition.
-    async fn run<P: Plan<Row = R>>(
+impl KafkaPersist {
+    /// Writes checkpoint `id`: result sinks deliver everything, each partition's state is
+    /// written with its watermark mark, sinks publish; returns the next offset to commit
+    /// per partition.
+    pub(super) async fn checkpoint<R: Send + 'static>(
         &self,
         id: u64,
-        ids: &[u32],
-        tasks: &HashMap<u32, Task<P>>,
         marks: &[(u32, i64)],
-        handler: &mut ErrorHandler,
+        states: Vec<SlotState>,
+        set: SinkSet<'_, R>,
+        metrics: &ProcessorMetrics,
     ) -> ProcessorResult<Vec<(u32, i64)>> {
         let t0 = Instant::now();
-        for sink in self.sinks {
-            handler.retry(|| sink.prepare_commit(id)).await?;
+        for sink in set.results {
+            set.handler.retry(|| sink.prepare_commit(id)).await?;
         }
-        if let Some(s) = self.late {
-            handler.retry(|| s.flush()).await?;
+        if let Some(s) = set.late {
+            set.handler.retry(|| s.flush()).await?;
         }
-        let dead = handler.dead_letter_sink();
-        handler.retry(|| dead.flush()).await?;
+        let dead = set.handler.dead_letter_sink();
+        set.handler.retry(|| dead.flush()).await?;
         let mut offsets = Vec::new();
-        for pid in ids {
-            let Some(task) = tasks.get(pid) else { continue };
-            let Some(offset) = task.last_offset else {
+        for s in states {
+            let (Some(place), Some(offset)) = (s.place, s.last_offset) else {
                 continue;
             };
             let max_event_time = marks
                 .iter()
-                .find(|(p, _)| p == pid)
+                .find(|(p, _)| *p == s.slot)
                 .map_or(i64::MIN, |&(_, m)| m);
             let c = PartitionCheckpoint {
-                pipeline: self.describe.to_owned(),
+                pipeline: self.describe.clone(),
                 offset,
                 max_event_time,
-                operator: encode_state(&task.op)?,
+                operator: s.state,
             };
-            self.store.save(&task.topic, task.partition, &c)?;
-            offsets.push((*pid, offset + 1));
+            self.store.save(&place.topic, place.partition, &c)?;
+            offsets.push((s.slot, offset + 1));
         }
-        for sink in self.sinks {
+        for sink in set.results {
             sink.commit(id).await?;
         }
-        self.metrics.record_checkpoint(id, t0.elapsed());
+        metrics.record_checkpoint(id, t0.elapsed());
         tracing::debug!(
             checkpoint = id,
             partitions = offsets.len(),
@@ -93,11 +81,46 @@ impl<R: Send + 'static> Checkpointing<'_, R> {
     }
 }
 
+/// Where a record of partition `pid` is, for a dead letter.
+fn at_text(places: &HashMap<u32, Place>, pid: u32, offset: i64) -> String {
+    match places.get(&pid) {
+        Some(p) => format!(
+            "topic {} partition {} offset {offset}",
+            p.topic, p.partition
+        ),
+        None => format!("partition {pid} offset {offset}"),
+    }
+}
+
+/// Takes an aligned checkpoint of every worker's partitions; the next offsets to commit.
+async fn checkpoint<T, R>(
+    workers: &Workers<T, R>,
+    id: u64,
+    marks: Vec<(u32, i64)>,
+    stop: bool,
+) -> ProcessorResult<Vec<(u32, i64)>>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    R: Clone + Send + Sync + 'static,
+{
+    let (reply, offsets) = tokio::sync::oneshot::channel();
+    let begin = Begin::Kafka { id, marks, reply };
+    workers.barrier(begin, stop).await?;
+    offsets
+        .await
+        .map_err(|_| ProcessorError::Internal("the checkpoint was not written".into()))
+}
+
 impl<T, P> Pipeline<T, P>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
     P: Plan<Event = T>,
 {
+    /// The Kafka run: this task polls the consumer, decodes, moves the watermark (the
+    /// minimum over the assigned partitions) and routes each record to the worker that
+    /// owns its partition; `parallelism` workers (see [`super::parallel`]) each hold the
+    /// operators of their partitions, and one collector owns the sinks and writes the
+    /// checkpoints, aligned over all workers.
     pub(super) async fn run_kafka(self) -> ProcessorResult<RunSummary> {
         let Pipeline {
             name,
@@ -110,13 +133,14 @@ where
             state_backend,
             checkpoint_interval,
             sinks,
-            mut error_handler,
+            error_handler,
             plan,
             metrics,
             buffer_size,
             shutdown,
             kafka_timestamp_fallback,
             max_future_skew_ms: skew,
+            parallelism,
             ..
         } = self;
         let SourceChoice::Kafka(config) = source else {
@@ -135,6 +159,7 @@ where
             (None, _) => tracing::info!("no state backend: partitions are not checkpointed and no offsets are committed"),
             _ => {}
         }
+        let checkpoints = store.is_some();
         let source_name = format!("kafka:{}", config.topics.join(","));
         let (consumer, mut rx) = start_consumer(
             &config,
@@ -147,18 +172,38 @@ where
             Arc::from(trigger.unwrap_or_else(|| Box::new(EventTimeTrigger)));
         let late_sink = late_handler.as_ref().and_then(|h| h.side_output());
         let drop_late = late_handler.as_ref().is_some_and(|h| h.drops());
-        let func = plan.function();
         let decoder = plan.json_decoder();
-        let checkpointing = store.as_ref().map(|store| Checkpointing {
-            store,
-            describe: &describe,
-            sinks: &sinks,
-            late: late_sink.as_ref(),
-            metrics: &metrics,
-        });
-        let mut tasks: HashMap<u32, Task<P>> = HashMap::new();
-        let mut summary = RunSummary::default();
-        let mut out: Vec<(P::Row, bool)> = Vec::new();
+        let plan = Arc::new(plan);
+        let workers: Workers<T, P::Row> = Workers::start(
+            parallelism,
+            buffer_size,
+            Shared {
+                plan: Arc::clone(&plan),
+                window,
+                lateness_ms,
+                trigger,
+                source_name: source_name.clone(),
+                spill: None,
+                file_slot: false,
+            },
+            Collector {
+                sinks,
+                error_handler,
+                late_sink,
+                drop_late,
+                metrics: Arc::clone(&metrics),
+                persist: store.map(|store| Persist::Kafka(KafkaPersist { store, describe })),
+                summary: RunSummary::default(),
+            },
+            None,
+        )?;
+        // Which worker holds each partition, and how many each holds.
+        let mut owner: HashMap<u32, usize> = HashMap::new();
+        let mut load = vec![0usize; parallelism];
+        let mut last_offsets: HashMap<u32, i64> = HashMap::new();
+        let mut places: HashMap<u32, Place> = HashMap::new();
+        let mut parts: Vec<Vec<ToWorker<T>>> = (0..parallelism).map(|_| Vec::new()).collect();
+        let mut events_in = 0u64;
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = Instant::now();
@@ -166,187 +211,192 @@ where
         let mut stopped = false;
         let mut fed_since_tick = false;
         let mut newest = i64::MIN;
-        tracing::info!(source = %source_name, group = %config.group_id, "pipeline started");
+        tracing::info!(source = %source_name, group = %config.group_id, parallelism, "pipeline started");
 
-        loop {
-            let delivery = tokio::select! {
-                d = rx.recv() => d,
-                _ = &mut shutdown => {
-                    stopped = true;
-                    None
-                }
-                _ = ticker.tick() => {
-                    let mut pushed = watermark.on_tick(Instant::now());
-                    if !fed_since_tick {
-                        pushed = watermark.on_source_idle().or(pushed);
+        // The loop in a block: when it fails, the collector may hold the first error (a
+        // sink that failed), which is the one to report.
+        let ran: ProcessorResult<()> = async {
+            loop {
+                let delivery = tokio::select! {
+                    d = rx.recv() => d,
+                    _ = &mut shutdown => {
+                        stopped = true;
+                        None
                     }
-                    fed_since_tick = false;
-                    if let Some(wm) = pushed {
-                        for t in tasks.values_mut() {
-                            t.op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
+                    _ = ticker.tick() => {
+                        let mut pushed = watermark.on_tick(Instant::now());
+                        if !fed_since_tick {
+                            pushed = watermark.on_source_idle().or(pushed);
                         }
-                        metrics.record_watermark(wm);
-                        deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
+                        fed_since_tick = false;
+                        if let Some(wm) = pushed {
+                            workers.advance(wm).await?;
+                            metrics.record_watermark(wm);
+                        }
+                        let due = !checkpoint_interval.is_zero() && last_checkpoint.elapsed() >= checkpoint_interval;
+                        if due && checkpoints {
+                            checkpoint_id += 1;
+                            consumer.commit(checkpoint(&workers, checkpoint_id, watermark.snapshot(), false).await?);
+                            last_checkpoint = Instant::now();
+                        }
+                        continue;
                     }
-                    let due = !checkpoint_interval.is_zero() && last_checkpoint.elapsed() >= checkpoint_interval;
-                    if let (true, Some(c)) = (due, &checkpointing) {
-                        checkpoint_id += 1;
-                        let ids: Vec<u32> = tasks.keys().copied().collect();
-                        consumer.commit(c.run(checkpoint_id, &ids, &tasks, &watermark.snapshot(), &mut error_handler).await?);
-                        last_checkpoint = Instant::now();
+                };
+                let Some(delivery) = delivery else { break };
+                let batch = match delivery {
+                    Delivery::Failed(e) => return Err(e),
+                    Delivery::Assigned(list) => {
+                        for a in list {
+                            let now = Instant::now();
+                            let restored = match a.checkpoint {
+                                Some(c) => {
+                                    watermark.restore(&[(a.id, c.max_event_time)], now);
+                                    tracing::info!(topic = %a.topic, partition = a.partition, offset = c.offset, "partition restored from its checkpoint");
+                                    Some((c.operator, c.offset))
+                                }
+                                None => {
+                                    watermark.register_partition(a.id, now);
+                                    None
+                                }
+                            };
+                            // To the worker holding the fewest partitions.
+                            let w = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
+                            load[w] += 1;
+                            owner.insert(a.id, w);
+                            let place = Place {
+                                topic: a.topic,
+                                partition: a.partition,
+                            };
+                            places.insert(a.id, place.clone());
+                            workers.open(w, a.id, place, restored).await?;
+                        }
+                        continue;
                     }
-                    continue;
-                }
-            };
-            let Some(delivery) = delivery else { break };
-            let batch = match delivery {
-                Delivery::Failed(e) => return Err(e),
-                Delivery::Assigned(list) => {
-                    for a in list {
-                        let task = assigned::<P>(
-                            a,
-                            &window,
-                            lateness_ms,
-                            &func,
-                            &trigger,
-                            &mut *watermark,
-                        )?;
-                        tasks.insert(task.0, task.1);
+                    Delivery::Revoked(ids, ack) => {
+                        let mut offsets = Vec::new();
+                        if checkpoints {
+                            checkpoint_id += 1;
+                            offsets = checkpoint(&workers, checkpoint_id, watermark.snapshot(), false)
+                                .await?;
+                            offsets.retain(|(id, _)| ids.contains(id));
+                        }
+                        for id in &ids {
+                            if let Some(w) = owner.remove(id) {
+                                load[w] -= 1;
+                                workers.close(w, vec![*id]).await?;
+                            }
+                            last_offsets.remove(id);
+                            places.remove(id);
+                            watermark.unregister_partition(*id);
+                        }
+                        let _ = ack.send(offsets);
+                        continue;
                     }
-                    continue;
-                }
-                Delivery::Revoked(ids, ack) => {
-                    let mut offsets = Vec::new();
-                    if let Some(c) = &checkpointing {
-                        checkpoint_id += 1;
-                        offsets = c
-                            .run(
-                                checkpoint_id,
-                                &ids,
-                                &tasks,
-                                &watermark.snapshot(),
-                                &mut error_handler,
+                    Delivery::Records(batch) => batch,
+                };
+                // One poll round: decoded here, handed to the workers in one message each.
+                let t0 = Instant::now();
+                fed_since_tick = true;
+                // Per round, as the file path does per batch: one clock read for the guard.
+                let guard = skew.map(SkewGuard::now);
+                let mut offered_n = 0u64;
+                let mut found: Done<P::Row> = Done::default();
+                for KafkaRecord {
+                    id: pid,
+                    offset,
+                    payload,
+                    timestamp: record_time,
+                } in batch
+                {
+                    let Some(&w) = owner.get(&pid) else {
+                        continue;
+                    };
+                    offered_n += 1;
+                    last_offsets.insert(pid, offset);
+                    let decoded = decoder
+                        .decode(Payload::Bytes(payload.unwrap_or_default()))
+                        .map(|(event, raw, envelope)| {
+                            let fallback_timestamp = record_time.filter(|_| kafka_timestamp_fallback);
+                            (
+                                event,
+                                raw,
+                                Envelope {
+                                    fallback_timestamp,
+                                    ..envelope
+                                },
                             )
-                            .await?;
-                    }
-                    for id in &ids {
-                        tasks.remove(id);
-                        watermark.unregister_partition(*id);
-                    }
-                    let _ = ack.send(offsets);
-                    continue;
-                }
-                Delivery::Records(batch) => batch,
-            };
-            // One poll round: every record offered, rows handed on once, at the end.
-            let t0 = Instant::now();
-            fed_since_tick = true;
-            // Per round, as the file path does per batch: one clock read for the guard.
-            let guard = skew.map(SkewGuard::now);
-            let mut offered_n = 0u64;
-            for KafkaRecord {
-                id: pid,
-                offset,
-                payload,
-                timestamp: record_time,
-            } in batch
-            {
-                let Some(task) = tasks.get_mut(&pid) else {
-                    continue;
-                };
-                offered_n += 1;
-                summary.events_in += 1;
-                task.last_offset = Some(offset);
-                let position = || {
-                    format!(
-                        "topic {} partition {} offset {offset}",
-                        task.topic, task.partition
-                    )
-                };
-                let partition_wm = watermark.partition_watermark(pid);
-                let decoded = decoder
-                    .decode(Payload::Bytes(payload.unwrap_or_default()))
-                    .map(|(event, raw, envelope)| {
-                        let fallback_timestamp = record_time.filter(|_| kafka_timestamp_fallback);
-                        (
-                            event,
-                            raw,
-                            Envelope {
-                                fallback_timestamp,
-                                ..envelope
-                            },
-                        )
+                        });
+                    let at = (
+                        pid,
+                        u64::try_from(offset).unwrap_or(0),
+                        u64::try_from(offset).unwrap_or(0),
+                    );
+                    // Decoded and timed, or the reason it goes to the dead letters.
+                    let timed = decoded.and_then(|(event, raw, mut envelope)| {
+                        let ts = plan.event_time(&event, &mut envelope).and_then(|ts| {
+                            guard.and_then(|g| g.check(ts)).map_or(Ok(ts), Err)
+                        });
+                        match ts {
+                            Ok(ts) => Ok((event, raw, envelope, ts)),
+                            Err(e) => Err((e, payload_text(&event, raw.as_deref()))),
+                        }
                     });
-                let offered = RecordPath {
-                    plan: &plan,
-                    func: &func,
-                    source_name: &source_name,
-                    late_sink: late_sink.as_ref(),
-                    drop_late,
-                    lateness_ms,
-                    metrics: &metrics,
-                    handler: &mut error_handler,
-                    summary: &mut summary,
-                    skew: guard,
+                    let (event, raw, envelope, ts) = match timed {
+                        Ok(t) => t,
+                        Err((err, text)) => {
+                            let at = at_text(&places, pid, offset);
+                            found.bad.push(dead_letter(&err, &source_name, at, text));
+                            continue;
+                        }
+                    };
+                    newest = newest.max(ts);
+                    let routed = Routed { slot: pid, partition: pid, ts, event, envelope, raw, at };
+                    route(&mut parts, w, routed, &mut *watermark, t0, &metrics);
                 }
-                .offer(&mut task.op, decoded, position, partition_wm, &mut out)
-                .await?;
-                let Some(event_time) = offered else { continue };
-                newest = newest.max(event_time);
-                if let Some(wm) = watermark.on_event(pid, event_time, t0) {
-                    for t in tasks.values_mut() {
-                        t.op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
-                    }
-                    metrics.record_watermark(wm);
+                events_in += offered_n;
+                workers.send(&mut parts).await?;
+                workers.report(found).await;
+                metrics.record_events_processed(offered_n);
+                metrics.record_newest_event(newest);
+                // Where each partition is, per round (a gauge update costs a label lookup).
+                for (pid, offset) in &last_offsets {
+                    metrics.record_source_offset(*pid, u64::try_from(*offset).unwrap_or(0));
                 }
+                metrics.record_processing_latency(t0.elapsed());
             }
-            metrics.record_events_processed(offered_n);
-            metrics.record_newest_event(newest);
-            // Where each partition is, per round (a gauge update costs a label lookup).
-            for (pid, task) in &tasks {
-                if let Some(offset) = task.last_offset {
-                    metrics.record_source_offset(*pid, u64::try_from(offset).unwrap_or(0));
-                }
-            }
-            deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
-            metrics.record_processing_latency(t0.elapsed());
+            Ok(())
+        }
+        .await;
+        // No more deliveries: a revocation the consumer thread is handing on right now is
+        // dropped with the channel, which releases the thread (it waits for an answer to
+        // it) so that it can stop. The stop checkpoint below covers those partitions.
+        drop(rx);
+        if let Err(e) = ran {
+            consumer.stop().await;
+            return Err(workers.finish(None).await.err().unwrap_or(e));
         }
 
-        summary.final_watermark = watermark.emitted_millis();
-        if let (true, Some(c)) = (stopped, &checkpointing) {
+        let final_watermark = watermark.emitted_millis();
+        if stopped && checkpoints {
             // Stop with checkpoints: the open windows stay open for whoever reads the
             // partitions next.
             checkpoint_id += 1;
-            let ids: Vec<u32> = tasks.keys().copied().collect();
-            consumer.commit(
-                c.run(
-                    checkpoint_id,
-                    &ids,
-                    &tasks,
-                    &watermark.snapshot(),
-                    &mut error_handler,
-                )
-                .await?,
-            );
+            consumer.commit(checkpoint(&workers, checkpoint_id, watermark.snapshot(), true).await?);
             consumer.stop().await;
+            let mut summary = workers.finish(None).await?;
+            summary.events_in = events_in;
+            summary.final_watermark = final_watermark;
             tracing::info!(
-                events_in = summary.events_in,
+                events_in,
                 "stopped at a checkpoint: open windows resume on the next start"
             );
             return Ok(summary);
         }
         consumer.stop().await;
-        for t in tasks.values_mut() {
-            t.op.flush(&mut collect_rows(&plan, &func, &mut out));
-        }
-        deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
-        for sink in &sinks {
-            error_handler.retry(|| sink.flush()).await?;
-        }
-        if let Some(s) = &late_sink {
-            s.flush().await?;
-        }
-        error_handler.dead_letter_sink().flush().await?;
+        // The workers fire their open windows as their queues close.
+        let mut summary = workers.finish(None).await?;
+        summary.events_in = events_in;
+        summary.final_watermark = final_watermark;
         tracing::info!(
             events_in = summary.events_in,
             rows = summary.rows_emitted,
@@ -354,44 +404,4 @@ where
         );
         Ok(summary)
     }
-}
-
-/// A task for a newly assigned partition, restored from its checkpoint when it has one.
-fn assigned<P: Plan>(
-    a: PartitionAssigned,
-    window: &crate::window::WindowSpec,
-    lateness_ms: i64,
-    func: &P::Func,
-    trigger: &Arc<dyn WindowTrigger>,
-    watermark: &mut dyn WatermarkGenerator,
-) -> ProcessorResult<(u32, Task<P>)> {
-    let mut op =
-        WindowOperator::with_trigger(*window, lateness_ms, func.clone(), Arc::clone(trigger))?;
-    let now = Instant::now();
-    let mut last_offset = None;
-    match a.checkpoint {
-        Some(c) => {
-            let snapshot: OperatorSnapshot<P::Key, <P::Func as WindowFunction>::Acc> =
-                postcard::from_bytes(&c.operator).map_err(|e| {
-                    ProcessorError::State(format!(
-                        "partition checkpoint of {}-{} cannot be read ({e}); remove it to re-read the partition",
-                        a.topic, a.partition
-                    ))
-                })?;
-            op.restore(snapshot);
-            watermark.restore(&[(a.id, c.max_event_time)], now);
-            last_offset = Some(c.offset);
-            tracing::info!(topic = %a.topic, partition = a.partition, offset = c.offset, "partition restored from its checkpoint");
-        }
-        None => watermark.register_partition(a.id, now),
-    }
-    Ok((
-        a.id,
-        Task {
-            topic: a.topic,
-            partition: a.partition,
-            op,
-            last_offset,
-        },
-    ))
 }

@@ -13,6 +13,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -34,6 +35,8 @@ use crate::window::{WindowSpec, WindowTrigger};
 
 pub(super) enum ToWorker<T> {
     Event {
+        /// The operator it goes to: a Kafka partition's id, 0 for a file.
+        slot: u32,
         event: T,
         envelope: Envelope,
         partition_watermark: i64,
@@ -46,6 +49,56 @@ pub(super) enum ToWorker<T> {
     Barrier {
         stop: bool,
     },
+    /// A Kafka partition joins this worker: a new operator, restored from its checkpoint
+    /// (its encoded state and the last offset in it) when it has one.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    Open {
+        slot: u32,
+        place: Place,
+        restored: Option<(Vec<u8>, i64)>,
+    },
+    /// Kafka partitions leave this worker (revoked, after their checkpoint).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    Close(Vec<u32>),
+}
+
+/// Where a Kafka partition's operator reads from.
+#[derive(Debug, Clone)]
+pub(super) struct Place {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// One operator of a worker at a checkpoint barrier.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+pub(super) struct SlotState {
+    pub slot: u32,
+    pub place: Option<Place>,
+    /// The offset of the last record in it (Kafka).
+    pub last_offset: Option<i64>,
+    pub state: Vec<u8>,
+}
+
+/// What a checkpoint writes once every worker's state is in.
+pub(super) enum Begin {
+    /// A file pipeline's checkpoint record.
+    Files(Meta),
+    /// A Kafka checkpoint: each partition's state with its watermark mark; the next
+    /// offsets to commit are sent back on `reply`.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    Kafka {
+        id: u64,
+        marks: Vec<(u32, i64)>,
+        reply: tokio::sync::oneshot::Sender<Vec<(u32, i64)>>,
+    },
+}
+
+/// Where checkpoints go.
+pub(super) enum Persist {
+    Files(Checkpointer),
+    #[cfg(feature = "kafka")]
+    Kafka(super::kafka_run::KafkaPersist),
 }
 
 /// What one batch came to, in one message.
@@ -86,15 +139,55 @@ fn position((partition, sequence, offset): (u32, u64, u64)) -> String {
 pub(super) enum Outcome<R> {
     Batch(Done<R>),
     /// A checkpoint starts: its record, as the run loop knows it.
-    Begin(Box<Meta>),
-    /// A worker's state at the barrier.
-    State(usize, ProcessorResult<Vec<u8>>),
+    Begin(Box<Begin>),
+    /// A worker's operators at the barrier.
+    State(usize, ProcessorResult<Vec<SlotState>>),
     /// A worker cannot go on (its spill store failed).
     Fatal(ProcessorError),
 }
 
 type Snapshots<P> =
     Vec<OperatorSnapshot<<P as Plan>::Key, <<P as Plan>::Func as WindowFunction>::Acc>>;
+
+/// A worker's operator type.
+type Op<P> = WindowOperator<<P as Plan>::Key, <P as Plan>::Func, Arc<dyn WindowTrigger>>;
+
+/// One operator of a worker: a file pipeline's only one, or a Kafka partition's.
+struct Slot<P: Plan> {
+    op: Op<P>,
+    place: Option<Place>,
+    last_offset: Option<i64>,
+}
+
+/// Every operator's state, in slot order.
+fn slot_states<P: Plan>(slots: &HashMap<u32, Slot<P>>) -> ProcessorResult<Vec<SlotState>> {
+    let mut states = slots
+        .iter()
+        .map(|(&slot, s)| {
+            Ok(SlotState {
+                slot,
+                place: s.place.clone(),
+                last_offset: s.last_offset,
+                state: encode_state(&s.op)?,
+            })
+        })
+        .collect::<ProcessorResult<Vec<_>>>()?;
+    states.sort_unstable_by_key(|s| s.slot);
+    Ok(states)
+}
+
+/// A Kafka partition's operator state as its checkpoint holds it.
+fn decode_snapshot<P: Plan>(
+    bytes: &[u8],
+    place: &Place,
+) -> ProcessorResult<OperatorSnapshot<P::Key, <P::Func as WindowFunction>::Acc>> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        ProcessorError::State(format!(
+            "partition checkpoint of {}-{} cannot be read ({e}); remove it to re-read the partition",
+            place.topic, place.partition
+        ))
+    })
+}
 
 /// What the parallel run takes over from [`Pipeline::run`](super::Pipeline::run).
 pub(super) struct Parallel<P: Plan> {
@@ -172,6 +265,7 @@ where
             trigger: Arc::from(trigger),
             source_name: source_name.clone(),
             spill,
+            file_slot: true,
         },
         Collector {
             sinks,
@@ -179,7 +273,7 @@ where
             late_sink,
             drop_late,
             metrics: Arc::clone(&metrics),
-            checkpointer,
+            persist: checkpointer.map(Persist::Files),
             summary,
         },
         restored,
@@ -212,7 +306,7 @@ where
                 if let Some((id, interval, last)) = schedule.as_mut() {
                     if last.elapsed() >= *interval {
                         let meta = barrier_meta(*id, &positions, &*watermark, events_in);
-                        workers.barrier(meta, false).await?;
+                        workers.barrier(Begin::Files(meta), false).await?;
                         *id += 1;
                         *last = Instant::now();
                     }
@@ -262,20 +356,23 @@ where
                         p.pace(ts).await;
                     }
                     newest = newest.max(ts);
-                    let partition_watermark = watermark.partition_watermark(partition);
-                    parts[workers.owner(hash)].push(ToWorker::Event {
+                    let routed = Routed {
+                        slot: 0,
+                        partition,
+                        ts,
                         event,
                         envelope,
-                        partition_watermark,
                         raw,
                         at,
-                    });
-                    if let Some(wm) = watermark.on_event(partition, ts, t0) {
-                        for part in parts.iter_mut() {
-                            part.push(ToWorker::Advance(wm));
-                        }
-                        metrics.record_watermark(wm);
-                    }
+                    };
+                    route(
+                        &mut parts,
+                        workers.owner(hash),
+                        routed,
+                        &mut *watermark,
+                        t0,
+                        &metrics,
+                    );
                 }
             }
         }
@@ -293,7 +390,7 @@ where
             let meta = barrier_meta(id, &positions, &*watermark, events_in);
             if stopped {
                 // Stop with a checkpoint: the workers end without firing their windows.
-                workers.barrier(meta, true).await?;
+                workers.barrier(Begin::Files(meta), true).await?;
                 None
             } else {
                 Some(meta)
@@ -305,6 +402,47 @@ where
     summary.events_in = events_in;
     summary.final_watermark = final_watermark;
     Ok(summary)
+}
+
+/// One record on its way to a worker.
+pub(super) struct Routed<T> {
+    /// The operator it goes to ([`ToWorker::Event`]).
+    pub slot: u32,
+    /// The source partition whose watermark judges it.
+    pub partition: u32,
+    /// Its event time.
+    pub ts: i64,
+    pub event: T,
+    pub envelope: Envelope,
+    pub raw: Option<Vec<u8>>,
+    pub at: (u32, u64, u64),
+}
+
+/// Adds a record to `worker`'s part of the batch, with its partition's watermark as of
+/// before it, then moves the watermark: an advance goes to every worker, in order with
+/// the records.
+pub(super) fn route<T>(
+    parts: &mut [Vec<ToWorker<T>>],
+    worker: usize,
+    r: Routed<T>,
+    watermark: &mut dyn WatermarkGenerator,
+    t0: Instant,
+    metrics: &ProcessorMetrics,
+) {
+    parts[worker].push(ToWorker::Event {
+        slot: r.slot,
+        partition_watermark: watermark.partition_watermark(r.partition),
+        event: r.event,
+        envelope: r.envelope,
+        raw: r.raw,
+        at: r.at,
+    });
+    if let Some(wm) = watermark.on_event(r.partition, r.ts, t0) {
+        for part in parts.iter_mut() {
+            part.push(ToWorker::Advance(wm));
+        }
+        metrics.record_watermark(wm);
+    }
 }
 
 /// Sends what a worker found since its last message to the collector.
@@ -348,6 +486,9 @@ pub(super) struct Shared<P> {
     pub source_name: String,
     /// Spill store and the memory bound of the whole pipeline (split over the workers).
     pub spill: Option<(Arc<dyn crate::operator::SpillStore>, usize)>,
+    /// Each worker starts with one operator (a file pipeline), not with none (Kafka:
+    /// operators come with partitions, [`ToWorker::Open`]).
+    pub file_slot: bool,
 }
 
 pub(super) struct Collector<R: Clone + Send + Sync + 'static> {
@@ -356,15 +497,15 @@ pub(super) struct Collector<R: Clone + Send + Sync + 'static> {
     pub late_sink: Option<Arc<dyn EventSink<DeadLetterRecord>>>,
     pub drop_late: bool,
     pub metrics: Arc<ProcessorMetrics>,
-    pub checkpointer: Option<Checkpointer>,
+    pub persist: Option<Persist>,
     /// Counts restored from a checkpoint.
     pub summary: RunSummary,
 }
 
 /// A checkpoint the collector is gathering worker states for.
 struct Gathering<R> {
-    meta: Meta,
-    states: Vec<Option<Vec<u8>>>,
+    begin: Begin,
+    states: Vec<Option<Vec<SlotState>>>,
     /// Who has passed the barrier: workers by index, the run loop at N.
     passed: Vec<bool>,
     held: Vec<(usize, Outcome<R>)>,
@@ -397,18 +538,36 @@ where
             let trigger = Arc::clone(&shared.trigger);
             let out = out_tx.clone();
             let func = plan.function();
-            let mut op: WindowOperator<P::Key, P::Func, Arc<dyn WindowTrigger>> =
-                WindowOperator::with_trigger(
-                    shared.window,
-                    shared.lateness_ms,
-                    func.clone(),
-                    trigger,
-                )?;
-            if let Some((store, max_windows)) = &shared.spill {
-                op = op.with_spill(Arc::clone(store), max_windows / n);
-            }
-            if let Some(snap) = restored.as_mut().and_then(Iterator::next) {
-                op.restore(snap);
+            let make_op = {
+                let (window, lateness_ms, func) = (shared.window, shared.lateness_ms, func.clone());
+                move || -> ProcessorResult<Op<P>> {
+                    WindowOperator::with_trigger(
+                        window,
+                        lateness_ms,
+                        func.clone(),
+                        Arc::clone(&trigger),
+                    )
+                }
+            };
+            // A file pipeline's worker has one operator (slot 0); a Kafka worker gets one
+            // per partition as partitions are assigned to it.
+            let mut slots: HashMap<u32, Slot<P>> = HashMap::new();
+            if shared.file_slot {
+                let mut op = make_op()?;
+                if let Some((store, max_windows)) = &shared.spill {
+                    op = op.with_spill(Arc::clone(store), max_windows / n);
+                }
+                if let Some(snap) = restored.as_mut().and_then(Iterator::next) {
+                    op.restore(snap);
+                }
+                slots.insert(
+                    0,
+                    Slot {
+                        op,
+                        place: None,
+                        last_offset: None,
+                    },
+                );
             }
             let lateness_ms = shared.lateness_ms;
             let source_name = shared.source_name.clone();
@@ -419,26 +578,84 @@ where
                     for msg in msgs {
                         match msg {
                             ToWorker::Advance(wm) => {
-                                op.advance_to(wm, &mut collect_rows(&*plan, &func, &mut done.rows))
+                                for slot in slots.values_mut() {
+                                    slot.op.advance_to(
+                                        wm,
+                                        &mut collect_rows(&*plan, &func, &mut done.rows),
+                                    );
+                                }
                             }
                             ToWorker::Barrier { stop } => {
                                 // What came before the barrier belongs to this checkpoint.
                                 flush(&out, worker, &mut done).await;
-                                let state = Outcome::State(worker, encode_state(&op));
+                                let state = Outcome::State(worker, slot_states(&slots));
                                 let _ = out.send((worker, state)).await;
                                 if stop {
                                     return;
                                 }
                             }
+                            ToWorker::Open {
+                                slot,
+                                place,
+                                restored,
+                            } => {
+                                let opened = make_op().and_then(|mut op| {
+                                    let mut last_offset = None;
+                                    if let Some((bytes, offset)) = restored {
+                                        op.restore(decode_snapshot::<P>(&bytes, &place)?);
+                                        last_offset = Some(offset);
+                                    }
+                                    Ok(Slot {
+                                        op,
+                                        place: Some(place),
+                                        last_offset,
+                                    })
+                                });
+                                match opened {
+                                    Ok(s) => {
+                                        slots.insert(slot, s);
+                                    }
+                                    Err(e) => {
+                                        flush(&out, worker, &mut done).await;
+                                        let _ = out.send((worker, Outcome::Fatal(e))).await;
+                                        return;
+                                    }
+                                }
+                            }
+                            ToWorker::Close(ids) => {
+                                for id in ids {
+                                    slots.remove(&id);
+                                }
+                            }
                             ToWorker::Event {
+                                slot,
                                 event,
                                 envelope,
                                 partition_watermark,
                                 raw,
                                 at,
                             } => {
+                                let Some(Slot {
+                                    op,
+                                    place,
+                                    last_offset,
+                                }) = slots.get_mut(&slot)
+                                else {
+                                    continue;
+                                };
+                                let place = &*place;
+                                let at_text = || match place {
+                                    Some(p) => format!(
+                                        "topic {} partition {} offset {}",
+                                        p.topic, p.partition, at.2
+                                    ),
+                                    None => position(at),
+                                };
+                                if place.is_some() {
+                                    *last_offset = i64::try_from(at.2).ok();
+                                }
                                 let fed = plan.feed(
-                                    &mut op,
+                                    op,
                                     partition_watermark,
                                     &event,
                                     envelope,
@@ -453,28 +670,35 @@ where
                                             partition_watermark.max(op.watermark()),
                                             lateness_ms,
                                             &source_name,
-                                            position(at),
+                                            at_text(),
                                             payload_text(&event, raw.as_deref()),
                                         ))
                                     }
                                     Err(err) => done.bad.push(dead_letter(
                                         &err,
                                         &source_name,
-                                        position(at),
+                                        at_text(),
                                         payload_text(&event, raw.as_deref()),
                                     )),
                                 }
+                                if let Some(e) = op.take_spill_error() {
+                                    flush(&out, worker, &mut done).await;
+                                    let _ = out.send((worker, Outcome::Fatal(e))).await;
+                                    return;
+                                }
                             }
-                        }
-                        if let Some(e) = op.take_spill_error() {
-                            flush(&out, worker, &mut done).await;
-                            let _ = out.send((worker, Outcome::Fatal(e))).await;
-                            return;
                         }
                     }
                     flush(&out, worker, &mut done).await;
                 }
-                op.flush(&mut collect_rows(&*plan, &func, &mut done.rows));
+                let mut ids: Vec<u32> = slots.keys().copied().collect();
+                ids.sort_unstable();
+                for id in ids {
+                    if let Some(slot) = slots.get_mut(&id) {
+                        slot.op
+                            .flush(&mut collect_rows(&*plan, &func, &mut done.rows));
+                    }
+                }
                 flush(&out, worker, &mut done).await;
             }));
         }
@@ -484,7 +708,7 @@ where
             late_sink,
             drop_late,
             metrics,
-            mut checkpointer,
+            mut persist,
             summary: restored_summary,
         } = collector;
         let collector = tokio::spawn(async move {
@@ -532,11 +756,11 @@ where
                         .await?;
                     }
                     Outcome::Fatal(e) => return Err(e),
-                    Outcome::Begin(meta) => {
+                    Outcome::Begin(begin) => {
                         let mut passed = vec![false; n + 1];
                         passed[n] = true;
                         gathering = Some(Gathering {
-                            meta: *meta,
+                            begin: *begin,
                             states: vec![None; n],
                             passed,
                             held: Vec::new(),
@@ -553,16 +777,7 @@ where
                             for held in g.held.into_iter().rev() {
                                 replay.push_front(held);
                             }
-                            let c = checkpointer.as_mut().ok_or_else(|| {
-                                ProcessorError::Internal("barrier without checkpoints".into())
-                            })?;
-                            let mut meta = g.meta;
-                            meta.summary = RunSummary {
-                                events_in: meta.summary.events_in,
-                                final_watermark: meta.summary.final_watermark,
-                                ..summary
-                            };
-                            let states = g
+                            let states: Vec<Vec<SlotState>> = g
                                 .states
                                 .into_iter()
                                 .map(Option::unwrap_or_default)
@@ -572,15 +787,50 @@ where
                                 late: late_sink.as_ref(),
                                 handler: &mut error_handler,
                             };
-                            take_checkpoint(c, set, meta, states, &metrics).await?;
+                            match (persist.as_mut(), g.begin) {
+                                (Some(Persist::Files(c)), Begin::Files(mut meta)) => {
+                                    meta.summary = RunSummary {
+                                        events_in: meta.summary.events_in,
+                                        final_watermark: meta.summary.final_watermark,
+                                        ..summary
+                                    };
+                                    // One operator per worker, in worker order.
+                                    let states = states
+                                        .into_iter()
+                                        .map(|w| {
+                                            w.into_iter()
+                                                .next()
+                                                .map(|s| s.state)
+                                                .unwrap_or_default()
+                                        })
+                                        .collect();
+                                    take_checkpoint(c, set, meta, states, &metrics).await?;
+                                }
+                                #[cfg(feature = "kafka")]
+                                (Some(Persist::Kafka(k)), Begin::Kafka { id, marks, reply }) => {
+                                    let states = states.into_iter().flatten().collect();
+                                    let offsets =
+                                        k.checkpoint(id, &marks, states, set, &metrics).await?;
+                                    let _ = reply.send(offsets);
+                                }
+                                _ => {
+                                    return Err(ProcessorError::Internal(
+                                        "a checkpoint barrier the run cannot write".into(),
+                                    ))
+                                }
+                            }
                         }
                     }
                 }
             }
-            if let Some(c) = checkpointer.as_mut() {
-                if let Some(g) = gathering.take() {
+            if let Some(Persist::Files(c)) = persist.as_mut() {
+                if let Some(Gathering {
+                    begin: Begin::Files(meta),
+                    ..
+                }) = gathering.take()
+                {
                     // The input ended: every worker fired its windows; publish.
-                    let mut meta = g.meta;
+                    let mut meta = meta;
                     meta.finished = true;
                     meta.summary = RunSummary {
                         events_in: meta.summary.events_in,
@@ -656,11 +906,45 @@ where
         Ok(())
     }
 
-    /// Starts checkpoint `meta.id`: its record to the collector, a barrier to every
-    /// worker (`stop`: the workers end after it without firing their windows).
-    pub async fn barrier(&self, meta: Meta, stop: bool) -> ProcessorResult<()> {
+    /// Hands `worker` a new operator (a Kafka partition assigned).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub async fn open(
+        &self,
+        worker: usize,
+        slot: u32,
+        place: Place,
+        restored: Option<(Vec<u8>, i64)>,
+    ) -> ProcessorResult<()> {
+        self.to(
+            worker,
+            ToWorker::Open {
+                slot,
+                place,
+                restored,
+            },
+        )
+        .await
+    }
+
+    /// Drops operators of `worker` (Kafka partitions revoked, after their checkpoint).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub async fn close(&self, worker: usize, slots: Vec<u32>) -> ProcessorResult<()> {
+        self.to(worker, ToWorker::Close(slots)).await
+    }
+
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    async fn to(&self, worker: usize, msg: ToWorker<T>) -> ProcessorResult<()> {
+        self.senders[worker]
+            .send(vec![msg])
+            .await
+            .map_err(|_| ProcessorError::Internal("a worker stopped early".into()))
+    }
+
+    /// Starts a checkpoint: its record to the collector, a barrier to every worker
+    /// (`stop`: the workers end after it without firing their windows).
+    pub async fn barrier(&self, begin: Begin, stop: bool) -> ProcessorResult<()> {
         self.outcomes
-            .send((self.senders.len(), Outcome::Begin(Box::new(meta))))
+            .send((self.senders.len(), Outcome::Begin(Box::new(begin))))
             .await
             .map_err(|_| ProcessorError::Internal("the collector stopped early".into()))?;
         self.broadcast(|| ToWorker::Barrier { stop }).await
@@ -683,7 +967,7 @@ where
         }
         if let Some(meta) = last {
             let _ = outcomes
-                .send((senders_len, Outcome::Begin(Box::new(meta))))
+                .send((senders_len, Outcome::Begin(Box::new(Begin::Files(meta)))))
                 .await;
         }
         drop(outcomes);

@@ -1,0 +1,261 @@
+//! The API reference's "Complete Configuration Example" (`config/reference-complete.yaml`)
+//! run as written against the local broker (`scripts/kafka-up`): RocksDB state, the retry
+//! policy, both topics, lz4 and `acks: all` on the producer, `parallelism: 4`. Only what
+//! cannot be as written on a test machine is overridden by `PROCESSOR_…` variables: the
+//! bootstrap servers, the state paths, the metrics port, and `source.kind` / `output.kind`
+//! (our extension: without them the processor reads its bundled sample). Events go to
+//! `feedback-events` and `performance-metrics`; the rows read back from
+//! `aggregated-metrics` equal the same configuration's rows over a file, and the
+//! malformed records are in `processor-dead-letter`.
+#![cfg(all(feature = "kafka", feature = "rocksdb"))]
+
+#[path = "support/kafka.rs"]
+mod kafka;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kafka::{bootstrap, create_topic, produce, read_topic, unique, Read, Record};
+use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
+use llm_optimizer_processor::FeedbackEvent;
+
+/// Kills the processor when the test ends, however it ends (a failed assertion too).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/config/reference-complete.yaml"
+);
+/// Partitions of the two input topics: six partitions over four workers.
+const TOPICS: [(&str, i32); 2] = [("feedback-events", 4), ("performance-metrics", 2)];
+
+/// What differs from the reference: where things are on this machine.
+fn overrides(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("PROCESSOR_KAFKA__CONSUMER__BOOTSTRAP_SERVERS", bootstrap()),
+        ("PROCESSOR_KAFKA__PRODUCER__BOOTSTRAP_SERVERS", bootstrap()),
+        (
+            "PROCESSOR_STATE__PATH",
+            dir.join("state").display().to_string(),
+        ),
+        (
+            "PROCESSOR_STATE__CHECKPOINT_PATH",
+            dir.join("checkpoints").display().to_string(),
+        ),
+        ("PROCESSOR_METRICS__ADDRESS", "127.0.0.1:0".into()),
+        (
+            "PROCESSOR_DEAD_LETTER_DIR",
+            dir.join("dead-letter").display().to_string(),
+        ),
+    ]
+}
+
+/// The key of a row: model, region and window start.
+fn row_key(v: &serde_json::Value) -> String {
+    format!("{}|{}|{}", v["model"], v["region"], v["window_start"])
+}
+
+/// 1,200 events of this run's own models (so rows of earlier runs on the same broker are
+/// told apart), with disorder inside the reference's 30 s bound, one day back.
+fn workload(run: &str) -> Vec<FeedbackEvent> {
+    let start = chrono::Utc::now() - chrono::Duration::days(1);
+    let start = start - chrono::Duration::seconds(start.timestamp() % 3600);
+    let mut events = generate(&WorkloadSpec {
+        events: 1_200,
+        seed: 5,
+        start,
+        models: 5,
+        regions: 3,
+        ..Default::default()
+    });
+    let mut newest = i64::MIN;
+    events.retain(|e| {
+        let t = e.timestamp.timestamp_millis();
+        newest = newest.max(t);
+        t >= newest - 25_000
+    });
+    for e in &mut events {
+        e.model = format!("{run}-{}", e.model);
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = unique("ref");
+    for (topic, partitions) in TOPICS {
+        create_topic(topic, partitions).await;
+    }
+    for topic in ["aggregated-metrics", "processor-dead-letter", "late-events"] {
+        create_topic(topic, 1).await;
+    }
+    let events = workload(&run);
+
+    // The same configuration over a file: the rows to expect.
+    std::fs::write(dir.path().join("events.jsonl"), to_json_lines(&events)).unwrap();
+    let file_dir = dir.path().join("file");
+    let out = Command::new(env!("CARGO_BIN_EXE_processor"))
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--config",
+            REFERENCE,
+            "--input",
+            "events.jsonl",
+            "--output",
+            "expected.jsonl",
+        ])
+        .envs(overrides(&file_dir))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: BTreeMap<String, serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("expected.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| (row_key(&v), v))
+            .collect();
+    assert!(want.len() > 100, "{} rows expected", want.len());
+
+    // Each key to one partition of one topic; then, in every partition, one event three
+    // hours on (it moves every partition's watermark past the last window) and two
+    // malformed records in the first.
+    let hash = |e: &FeedbackEvent| {
+        e.model
+            .bytes()
+            .chain(e.region.bytes())
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+    };
+    let mut records: Vec<Vec<Record>> = vec![Vec::new(); TOPICS.len()];
+    for e in &events {
+        let h = hash(e);
+        let t = (h as usize / 7) % TOPICS.len();
+        let p = (h % TOPICS[t].1 as u32) as i32;
+        let key = format!("{}/{}", e.model, e.region);
+        records[t].push((p, key, serde_json::to_vec(e).unwrap()));
+    }
+    let last = events.iter().map(|e| e.timestamp).max().unwrap();
+    for (t, (_, partitions)) in TOPICS.iter().enumerate() {
+        for p in 0..*partitions {
+            let e = FeedbackEvent {
+                event_id: format!("sentinel-{t}-{p}"),
+                timestamp: last + chrono::Duration::hours(3),
+                model: format!("{run}-sentinel"),
+                region: format!("t{t}p{p}"),
+                latency_ms: 1.0,
+                ..Default::default()
+            };
+            records[t].push((p, "sentinel".into(), serde_json::to_vec(&e).unwrap()));
+        }
+    }
+    for i in 0..2 {
+        records[0].push((0, "bad".into(), format!("not json {run} {i}").into_bytes()));
+    }
+    for (t, (topic, _)) in TOPICS.iter().enumerate() {
+        produce(topic, &records[t]).await;
+    }
+
+    // The reference's configuration, as written, from Kafka to Kafka.
+    let log = dir.path().join("kafka.log");
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_processor"))
+            .current_dir(dir.path())
+            .args(["run", "--config", REFERENCE])
+            .envs(overrides(dir.path()))
+            .env("PROCESSOR_SOURCE__KIND", "kafka")
+            .env("PROCESSOR_OUTPUT__KIND", "kafka")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let run_id = run.clone();
+    let ours = move |reads: &[Read]| -> BTreeMap<String, serde_json::Value> {
+        reads
+            .iter()
+            .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+            .filter(|v| {
+                v["model"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(&run_id) && !m.ends_with("sentinel"))
+            })
+            .map(|v| (row_key(&v), v))
+            .collect()
+    };
+    let expected = want.len();
+    let rows = tokio::task::spawn_blocking({
+        let ours = ours.clone();
+        move || {
+            read_topic("aggregated-metrics", Duration::from_secs(240), |r| {
+                ours(r).len() >= expected
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let got = ours(&rows);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let missing: Vec<_> = want
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(3)
+        .collect();
+    let different: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v))
+        .map(|(k, v)| format!("{k}: want {v}, got {}", got[k]))
+        .take(3)
+        .collect();
+    assert!(
+        missing.is_empty() && different.is_empty() && got.len() == want.len(),
+        "{} rows expected, {} read; missing {missing:?}; different {different:#?}\nlog:\n{text}",
+        want.len(),
+        got.len()
+    );
+
+    let dead = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || {
+            read_topic("processor-dead-letter", Duration::from_secs(60), |r| {
+                r.iter().filter(|d| d.payload.contains(&run)).count() >= 2
+            })
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        dead.iter().filter(|d| d.payload.contains(&run)).count(),
+        2,
+        "both malformed records dead-lettered"
+    );
+
+    // Four workers ran, and the processor stops cleanly on SIGTERM.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("parallelism=4"), "{text}");
+    assert!(text.contains("partition assigned"), "{text}");
+    let pid = child.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
