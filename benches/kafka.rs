@@ -1,8 +1,8 @@
 //! Kafka end to end: events produced to a three-partition topic on the local broker
 //! (`scripts/kafka-up`), through Q1 (tumbling 1 min per model and region, latency
 //! statistics) with the Kafka source and `KafkaAggregationSink` to a result topic;
-//! events/s from the pipelines' start until the last event is processed, with one and with
-//! two instances in one consumer group (the way to use two cores with a Kafka source).
+//! events/s from the pipelines' start until the last event is processed: one instance at
+//! `parallelism` 1 and 2, and two instances in one consumer group.
 //!
 //! ```text
 //! scripts/kafka-up
@@ -45,6 +45,7 @@ fn instance(
     rows: &str,
     group: &str,
     dir: &std::path::Path,
+    parallelism: usize,
 ) -> (
     Pipeline<FeedbackEvent>,
     std::sync::Arc<ProcessorMetrics>,
@@ -61,6 +62,7 @@ fn instance(
             ..Default::default()
         })
         .with_key_fields(&["model", "region"])
+        .with_parallelism(parallelism)
         .with_watermark_generator(BoundedOutOfOrdernessWatermark::new(Duration::from_secs(30)))
         .with_tumbling_window(Duration::from_secs(60))
         .with_allowed_lateness(Duration::from_secs(60))
@@ -127,14 +129,14 @@ fn main() {
             produced.as_secs_f64(),
             n as f64 / produced.as_secs_f64()
         );
-        for instances in [1, 2] {
+        for (instances, parallelism) in [(1, 1), (1, 2), (2, 1)] {
             let group = unique("bench-group");
             let dirs: Vec<_> = (0..instances)
                 .map(|_| tempfile::tempdir().unwrap())
                 .collect();
             let started: Vec<_> = dirs
                 .iter()
-                .map(|d| instance(&topic, &rows, &group, d.path()))
+                .map(|d| instance(&topic, &rows, &group, d.path(), parallelism))
                 .collect();
             let (ours0, broker0) = (cpu_seconds("self"), cpu_seconds(&broker));
             let t = Instant::now();
@@ -155,7 +157,7 @@ fn main() {
                     break;
                 }
                 if Instant::now() > deadline {
-                    println!("| {instances} instance(s): only {done} of {n} events in 120 s (the broker stalled) | | |");
+                    println!("| {instances} instance(s), parallelism {parallelism}: only {done} of {n} events in 120 s (the broker stalled) | | |");
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -173,7 +175,7 @@ fn main() {
             );
             let first = first.unwrap_or(took);
             println!(
-                "| consume → Q1 → produce rows, {instances} instance(s) in one group: start to last event | {:.2} | {:.0} |",
+                "| consume → Q1 → produce rows, {instances} instance(s) in one group, parallelism {parallelism}: start to last event | {:.2} | {:.0} |",
                 took.as_secs_f64(),
                 n as f64 / took.as_secs_f64()
             );
