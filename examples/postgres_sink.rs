@@ -13,7 +13,7 @@
 
 use async_trait::async_trait;
 use llm_optimizer_processor::*;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,10 +28,14 @@ pub struct PostgresSink {
 impl PostgresSink {
     /// Connects and creates the table when it does not exist.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        // No statement waits forever (a lock held elsewhere fails it after 30 s).
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()?
+            .options([("statement_timeout", "30s"), ("lock_timeout", "30s")]);
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS aggregations (

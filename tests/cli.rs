@@ -1,7 +1,13 @@
 //! Black-box tests of the `processor` binary.
 
+#[path = "support/child.rs"]
+mod child;
+
 use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use child::{Proc, DEADLINE};
 
 fn processor(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_processor"));
@@ -11,7 +17,7 @@ fn processor(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Outp
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("the processor runs")
+    child::run(&mut cmd, DEADLINE)
 }
 
 /// Starts the processor with `args`, writes `events` JSON lines (one event a second of event
@@ -21,19 +27,16 @@ fn spawn_with_events(
     env: &[(&str, &str)],
     dir: &std::path::Path,
     events: u64,
-) -> (std::process::Child, std::process::ChildStdin) {
+) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_processor"));
     cmd.args(args)
         .current_dir(dir)
-        .env("PROCESSOR_DEAD_LETTER_DIR", dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("PROCESSOR_DEAD_LETTER_DIR", dir);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("the processor starts");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut child = Proc::spawn_with_stdin(&mut cmd);
+    let stdin = child.stdin();
     for i in 0..events {
         writeln!(
             stdin,
@@ -43,7 +46,7 @@ fn spawn_with_events(
         .unwrap();
     }
     stdin.flush().unwrap();
-    (child, stdin)
+    child
 }
 
 fn text(b: &[u8]) -> String {
@@ -346,7 +349,7 @@ fn metrics_endpoint_is_scraped_during_a_run() {
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
-    let (child, stdin) = spawn_with_events(
+    let mut child = spawn_with_events(
         &["run", "--input", "-"],
         &[
             ("PROCESSOR_METRICS__ENABLED", "true"),
@@ -359,6 +362,8 @@ fn metrics_endpoint_is_scraped_during_a_run() {
     let mut body = String::new();
     for _ in 0..100 {
         if let Ok(mut s) = std::net::TcpStream::connect(&address) {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
             s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
                 .unwrap();
             body.clear();
@@ -384,16 +389,16 @@ fn metrics_endpoint_is_scraped_during_a_run() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no source offset: {body}"));
     assert!(offset > 49 * 40, "{offset}");
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    child.close_stdin();
+    let out = child.finish(DEADLINE);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
 fn sigterm_and_sigint_stop_cleanly_with_rows_flushed() {
-    for signal in ["-TERM", "-INT"] {
+    for signal in ["TERM", "INT"] {
         let dir = tempfile::tempdir().unwrap();
-        let (child, stdin) = spawn_with_events(
+        let child = spawn_with_events(
             &[
                 "run",
                 "--input",
@@ -408,13 +413,10 @@ fn sigterm_and_sigint_stop_cleanly_with_rows_flushed() {
             10,
         );
         std::thread::sleep(std::time::Duration::from_millis(700));
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let out = child.wait_with_output().unwrap();
-        drop(stdin);
+        child.signal(signal);
+        // Stdin stays open: the signal alone must stop the run (one that ignored it fails
+        // at the deadline, killed).
+        let out = child.finish(Duration::from_secs(60));
         assert!(out.status.success(), "{signal}: {}", text(&out.stderr));
         let stderr = text(&out.stderr);
         assert!(stderr.contains("shutdown requested"), "{stderr}");

@@ -4,17 +4,34 @@
 //! exactly the rows of an uninterrupted run (as a sorted set of lines, byte for byte), and
 //! exactly its dead letters and late records (as multisets: they carry the time they were
 //! written). Damaged checkpoints fall back or fail with a clear error.
+//!
+//! The test sets the pace, not the machine: the starts that are killed replay the input at
+//! [`PACE`] (its two hours of event time in [`PACED_RUN`]), so none can finish before its
+//! kill however fast the build; the last start runs at full speed.
+
+#[path = "support/child.rs"]
+mod child;
 
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use child::{Proc, DEADLINE};
 
 use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
 
 /// Events of the kill tests (the damaged-checkpoint tests need fewer).
 const EVENTS: usize = 1_000_000;
 const EVENTS_DAMAGE: usize = 240_000;
+
+/// The replay rate of the starts that are killed: the generated two hours of event time in
+/// [`PACED_RUN`], far longer than any start lives before its kill.
+const PACE: &str = "60x";
+const PACED_RUN: Duration = Duration::from_secs(120);
+
+/// How long a killed start runs after its first checkpoint at most (a random moment in it).
+const KILL_WITHIN: Duration = Duration::from_millis(1500);
 
 struct Scenario {
     backend: &'static str,
@@ -79,7 +96,8 @@ fn input(dir: &Path, events: usize) -> PathBuf {
     path
 }
 
-fn command(dir: &Path, events: &Path) -> Command {
+/// The processor over `events`, writing into `dir`; `paced`: replayed at [`PACE`].
+fn command(dir: &Path, events: &Path, paced: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_processor"));
     c.current_dir(dir)
         .args(["run", "--config"])
@@ -89,21 +107,42 @@ fn command(dir: &Path, events: &Path) -> Command {
         .arg("--output")
         .arg(dir.join("rows.jsonl"))
         .env("PROCESSOR_DEAD_LETTER_DIR", dir.join("dead-letter"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .env("RUST_LOG", "info");
+    if paced {
+        c.args(["--replay-rate", PACE]);
+    }
     c
 }
 
-/// Runs to the end; returns stderr.
+/// Runs to the end at full speed; returns stderr.
 fn run_to_end(dir: &Path, events: &Path) -> String {
-    let out = command(dir, events)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = child::run(&mut command(dir, events, false), DEADLINE);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "processor failed:\n{stderr}");
     stderr
+}
+
+/// Starts a paced run and waits until it has sealed a checkpoint of its own (one newer
+/// than the latest in `checkpoints` before it started).
+fn paced_until_checkpoint(
+    dir: &Path,
+    events: &Path,
+    what: &str,
+    enough: impl Fn(&Path) -> bool,
+) -> Proc {
+    let checkpoints = dir.join("checkpoints");
+    let mut child = Proc::spawn(&mut command(dir, events, true));
+    let deadline = Instant::now() + DEADLINE;
+    while !enough(&checkpoints) {
+        if child.try_wait().is_some() {
+            child.fail(&format!("{what}: the run ended before its checkpoint"));
+        }
+        if Instant::now() > deadline {
+            child.fail(&format!("{what}: no checkpoint within {DEADLINE:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
 }
 
 fn sorted_rows(dir: &Path) -> Vec<String> {
@@ -127,41 +166,26 @@ fn assert_same_rows(expected: &[String], got: &[String], what: &str) {
 }
 
 /// Kills the processor `kills` times, each time at a random moment after the start has
-/// written a checkpoint of its own (so that every restart tests a restore), then lets the
-/// last start run to the end. Returns the stderr of every start.
-fn run_with_kills(dir: &Path, events: &Path, full: Duration, kills: usize, seed: u64) -> String {
+/// written a checkpoint of its own (so that every restart tests a restore); the killed
+/// starts are paced, so each is still running when it is killed. Then lets a last start
+/// run to the end at full speed. Returns the stderr of every start.
+fn run_with_kills(dir: &Path, events: &Path, kills: usize, seed: u64) -> String {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let checkpoints = dir.join("checkpoints");
     let mut logs = String::new();
     for start in 1..=kills {
-        let log = dir.join(format!("start-{start}.log"));
         let before = checkpoint_entries(&checkpoints).pop();
-        let mut child = command(dir, events)
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + full * 4 + Duration::from_secs(30);
-        while checkpoint_entries(&checkpoints).pop() == before {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "start {start} ended before writing a checkpoint:\n{}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "start {start} wrote no checkpoint in time"
-            );
-            std::thread::sleep(Duration::from_millis(2));
+        let mut child = paced_until_checkpoint(dir, events, &format!("start {start}"), |c| {
+            checkpoint_entries(c).pop() != before
+        });
+        std::thread::sleep(KILL_WITHIN.mul_f64(rng.random_range(0.0..1.0)));
+        if child.try_wait().is_some() {
+            child.fail(&format!(
+                "start {start} ended before its kill, though paced to take {PACED_RUN:?}"
+            ));
         }
-        std::thread::sleep(full.mul_f64(rng.random_range(0.0..0.04)));
-        let finished = child.try_wait().unwrap().is_some();
-        assert!(
-            !finished,
-            "start {start} finished before it could be killed; the input is too small for this machine"
-        );
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        logs.push_str(&std::fs::read_to_string(&log).unwrap());
+        child.kill(); // SIGKILL
+        logs.push_str(&child.stderr_text());
     }
     logs.push_str(&run_to_end(dir, events));
     logs
@@ -202,9 +226,7 @@ fn crash_and_compare(s: Scenario, seed: u64) {
     config(&clean, &s);
     config(&crashy, &s);
 
-    let t0 = Instant::now();
     run_to_end(&clean, &events);
-    let full = t0.elapsed();
     let expected = sorted_rows(&clean);
 
     let expected_side = side_outputs(&clean);
@@ -219,7 +241,7 @@ fn crash_and_compare(s: Scenario, seed: u64) {
     assert_eq!(dead, 20, "every malformed line is a dead letter");
     assert!(late > 0, "the inserted events are late: {late}");
 
-    let logs = run_with_kills(&crashy, &events, full, 5, seed);
+    let logs = run_with_kills(&crashy, &events, 5, seed);
     assert_eq!(
         logs.matches("resuming from checkpoint").count(),
         5,
@@ -297,24 +319,14 @@ fn damaged_checkpoints(backend: &'static str, damage: fn(&Path)) {
     };
     config(&clean, &s);
     config(&crashy, &s);
-    let t0 = Instant::now();
     run_to_end(&clean, &events);
-    let full = t0.elapsed();
 
-    // Run until at least two checkpoints exist, then SIGKILL.
+    // A paced run until at least two checkpoints exist, then SIGKILL.
     let checkpoints = crashy.join("checkpoints");
-    let mut child = command(&crashy, &events)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + full * 3;
-    while count_checkpoints(&checkpoints) < 2 {
-        assert!(Instant::now() < deadline, "no two checkpoints in time");
-        assert!(child.try_wait().unwrap().is_none(), "finished too early");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut child = paced_until_checkpoint(&crashy, &events, "the run to damage", |c| {
+        count_checkpoints(c) >= 2
+    });
+    child.kill();
 
     let mut ids = checkpoint_entries(&checkpoints);
     let latest = ids.pop().unwrap();
@@ -330,16 +342,15 @@ fn damaged_checkpoints(backend: &'static str, damage: fn(&Path)) {
         "after a fallback",
     );
 
-    // Every checkpoint damaged: a clear error, no panic.
+    // Every checkpoint damaged (the fallback run's own, its "finished" one included): a
+    // clear error, no panic. Each is damaged once: the latest may still be the one damaged
+    // above (the fallback run writes few checkpoints), and damaging it again could undo it.
     let entries = checkpoint_entries(&checkpoints);
     assert!(!entries.is_empty());
-    for e in &entries {
+    for e in entries.iter().filter(|e| **e != latest) {
         damage(e);
     }
-    let out = command(&crashy, &events)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = child::run(&mut command(&crashy, &events, false), DEADLINE);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -10,6 +10,10 @@ mod kafka;
 #[allow(dead_code)]
 mod example;
 
+#[path = "support/child.rs"]
+mod child;
+
+use child::{Deadline, RUN};
 use kafka::{bootstrap, create_topic, read_topic, unique};
 use llm_optimizer_processor::*;
 use std::collections::BTreeMap;
@@ -24,6 +28,7 @@ async fn pipeline_rows_go_to_kafka_keyed_by_key_and_window() {
     let summary = example::pipeline(&input, sink)
         .unwrap()
         .run()
+        .within(RUN, "the pipeline run (its Kafka sink flushing)")
         .await
         .unwrap();
 
@@ -31,6 +36,7 @@ async fn pipeline_rows_go_to_kafka_keyed_by_key_and_window() {
     example::pipeline(&input, rows.clone())
         .unwrap()
         .run()
+        .within(RUN, "the pipeline run (its Kafka sink flushing)")
         .await
         .unwrap();
     let want = rows.items();

@@ -5,13 +5,17 @@
 //! its offsets) by the survivor, with nothing lost.
 #![cfg(feature = "kafka")]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/kafka.rs"]
 mod kafka;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use child::{Proc, DEADLINE};
 
 use kafka::{bootstrap, create_topic, produce_to, read_topic_from, unique, Read, Record};
 use llm_optimizer_processor::workload::{generate, WorkloadSpec};
@@ -158,13 +162,14 @@ fn expected(s: &Setup, events: &[FeedbackEvent]) -> BTreeMap<String, serde_json:
         llm_optimizer_processor::workload::to_json_lines(events),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_processor"))
-        .current_dir(dir)
-        .args(["run", "--config"])
-        .arg(dir.join("file.yaml"))
-        .env("PROCESSOR_DEAD_LETTER_DIR", dir.join("dead-letter"))
-        .output()
-        .unwrap();
+    let out = child::run(
+        Command::new(env!("CARGO_BIN_EXE_processor"))
+            .current_dir(dir)
+            .args(["run", "--config"])
+            .arg(dir.join("file.yaml"))
+            .env("PROCESSOR_DEAD_LETTER_DIR", dir.join("dead-letter")),
+        DEADLINE,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -228,52 +233,40 @@ fn compare(want: &BTreeMap<String, serde_json::Value>, got: &BTreeMap<String, se
     );
 }
 
-struct Instance {
-    child: Child,
-    log: PathBuf,
-}
+/// One `processor` of the group (killed when dropped, however the test ends).
+struct Instance(Proc);
 
 impl Instance {
-    fn start(s: &Setup, name: &str) -> Instance {
+    fn start(s: &Setup) -> Instance {
         let dir = s.dir.path();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_processor"))
-            .current_dir(dir)
-            .args(["run", "--config"])
-            .arg(dir.join("kafka.yaml"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Instance { child, log }
+        Instance(Proc::spawn(
+            Command::new(env!("CARGO_BIN_EXE_processor"))
+                .current_dir(dir)
+                .args(["run", "--config"])
+                .arg(dir.join("kafka.yaml"))
+                .env("RUST_LOG", "info"),
+        ))
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.stderr_text()
     }
 
     fn assigned(&self) -> bool {
         self.log().contains("partition assigned")
     }
 
+    /// SIGTERM: the instance checkpoints, leaves the group and exits 0 within a minute.
     fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "instance failed:\n{}", self.log());
+        self.0.signal("TERM");
+        let status = self.0.wait(Duration::from_secs(60));
+        if !status.success() {
+            self.0.fail(&format!("the instance failed: {status}"));
+        }
     }
 
     fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
+        self.0.kill();
     }
 }
 
@@ -305,8 +298,8 @@ async fn two_instances_split_the_partitions_and_together_write_the_single_pipeli
     // Produced first: the instance that joins first reads some of the others' records
     // before the group rebalances, so partitions move with their state mid-stream.
     produce_to(&s.servers, &s.events, &recs).await;
-    let a = Instance::start(&s, "a");
-    let b = Instance::start(&s, "b");
+    let a = Instance::start(&s);
+    let b = Instance::start(&s);
     let got = read_rows(&s, want.len()).await;
     if got.len() < want.len() {
         eprintln!("A:\n{}\nB:\n{}", a.log(), b.log());
@@ -336,14 +329,14 @@ async fn a_killed_instance_s_partitions_are_taken_over_with_nothing_lost() {
     let want = expected(&s, &events);
     let (first, second) = recs.split_at(recs.len() / 2);
     produce_to(&s.servers, &s.events, first).await;
-    let survivor = Instance::start(&s, "survivor");
+    let survivor = Instance::start(&s);
     wait_for(
         "the first instance to get partitions",
         Duration::from_secs(60),
         || survivor.assigned(),
     )
     .await;
-    let victim = Instance::start(&s, "victim");
+    let victim = Instance::start(&s);
     wait_for(
         "the second instance to get partitions",
         Duration::from_secs(90),

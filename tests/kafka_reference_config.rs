@@ -9,27 +9,21 @@
 //! malformed records are in `processor-dead-letter`.
 #![cfg(all(feature = "kafka", feature = "rocksdb"))]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/kafka.rs"]
 mod kafka;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use child::{Proc, DEADLINE};
 
 use kafka::{bootstrap, create_topic, produce, read_topic, unique, Read, Record};
 use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
 use llm_optimizer_processor::FeedbackEvent;
-
-/// Kills the processor when the test ends, however it ends (a failed assertion too).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -104,20 +98,21 @@ async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
     // The same configuration over a file: the rows to expect.
     std::fs::write(dir.path().join("events.jsonl"), to_json_lines(&events)).unwrap();
     let file_dir = dir.path().join("file");
-    let out = Command::new(env!("CARGO_BIN_EXE_processor"))
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "--config",
-            REFERENCE,
-            "--input",
-            "events.jsonl",
-            "--output",
-            "expected.jsonl",
-        ])
-        .envs(overrides(&file_dir))
-        .output()
-        .unwrap();
+    let out = child::run(
+        Command::new(env!("CARGO_BIN_EXE_processor"))
+            .current_dir(dir.path())
+            .args([
+                "run",
+                "--config",
+                REFERENCE,
+                "--input",
+                "events.jsonl",
+                "--output",
+                "expected.jsonl",
+            ])
+            .envs(overrides(&file_dir)),
+        DEADLINE,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -171,20 +166,15 @@ async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
     }
 
     // The reference's configuration, as written, from Kafka to Kafka.
-    let log = dir.path().join("kafka.log");
-    let mut child = Killed(
+    // Killed when dropped, however the test ends.
+    let mut child = Proc::spawn(
         Command::new(env!("CARGO_BIN_EXE_processor"))
             .current_dir(dir.path())
             .args(["run", "--config", REFERENCE])
             .envs(overrides(dir.path()))
             .env("PROCESSOR_SOURCE__KIND", "kafka")
             .env("PROCESSOR_OUTPUT__KIND", "kafka")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+            .env("RUST_LOG", "info"),
     );
     let run_id = run.clone();
     let ours = move |reads: &[Read]| -> BTreeMap<String, serde_json::Value> {
@@ -211,7 +201,7 @@ async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
     .await
     .unwrap();
     let got = ours(&rows);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = child.stderr_text();
     let missing: Vec<_> = want
         .keys()
         .filter(|k| !got.contains_key(*k))
@@ -247,15 +237,12 @@ async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
     );
 
     // Four workers ran, and the processor stops cleanly on SIGTERM.
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = child.stderr_text();
     assert!(text.contains("parallelism=4"), "{text}");
     assert!(text.contains("partition assigned"), "{text}");
-    let pid = child.0.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = child.0.wait().unwrap();
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    child.signal("TERM");
+    let status = child.wait(Duration::from_secs(60));
+    if !status.success() {
+        child.fail(&format!("the processor failed after SIGTERM: {status}"));
+    }
 }

@@ -7,6 +7,10 @@
 #[allow(dead_code)]
 mod example;
 
+#[path = "support/child.rs"]
+mod child;
+
+use child::{Deadline, RUN};
 use llm_optimizer_processor::*;
 use std::collections::BTreeMap;
 
@@ -25,6 +29,7 @@ async fn the_reference_custom_sink_upserts_rows_into_postgresql(
         )
     })?;
     let pool = sink.pool().clone();
+    // Bounded by the pool's statement_timeout (a TRUNCATE behind a lock fails, it does not wait).
     sqlx::query("TRUNCATE aggregations").execute(&pool).await?;
 
     let input = example::sample();
@@ -32,6 +37,7 @@ async fn the_reference_custom_sink_upserts_rows_into_postgresql(
         .with_sink(sink)
         .build()?
         .run()
+        .within(RUN, "the pipeline run (its PostgreSQL sink)")
         .await?;
 
     // The same pipeline in memory: the latest row of each key and window, and its updates.
@@ -40,6 +46,7 @@ async fn the_reference_custom_sink_upserts_rows_into_postgresql(
         .with_sink(rows.clone())
         .build()?
         .run()
+        .within(RUN, "the pipeline run (its PostgreSQL sink)")
         .await?;
     assert_eq!(summary.rows_emitted, again.rows_emitted);
     let mut want = Latest::new();

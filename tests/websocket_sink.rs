@@ -2,6 +2,10 @@
 //! server side): the reference's dashboard pattern, `pipeline!` rows, a server that
 //! disconnects mid-run, and a server that is not there (bounded buffer, oldest dropped).
 
+#[path = "support/child.rs"]
+mod child;
+
+use child::{Deadline, RUN};
 use chrono::{TimeZone, Utc};
 use futures_util::StreamExt;
 use llm_optimizer_processor::prelude::*;
@@ -91,6 +95,7 @@ async fn the_reference_dashboard_pattern_sends_every_row_as_json() -> ProcessorR
         .with_sink(dashboard_sink.clone())
         .build()?
         .run()
+        .within(RUN, "the pipeline run (its WebSocket sink flushing)")
         .await?;
     assert_eq!(summary.rows_emitted, 50);
     let got = take(&mut rx, 50).await;
@@ -127,7 +132,7 @@ async fn pipeline_rows_survive_a_server_that_disconnects_mid_run() -> ProcessorR
             .unwrap()
             .run()
     };
-    assert_eq!(run(0).await?.rows_emitted, 400);
+    assert_eq!(run(0).within(RUN, "the first run").await?.rows_emitted, 400);
     let first = take(&mut rx, 30).await;
     assert_eq!(first.len(), 30);
     let row: serde_json::Value = serde_json::from_str(&first[0].1).unwrap();
@@ -141,7 +146,10 @@ async fn pipeline_rows_survive_a_server_that_disconnects_mid_run() -> ProcessorR
     );
     // The server has closed that connection; the next run's rows must find their way.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(run(400).await?.rows_emitted, 400);
+    assert_eq!(
+        run(400).within(RUN, "the second run").await?.rows_emitted,
+        400
+    );
     let mut got = first;
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
         got.push(m);
@@ -200,6 +208,7 @@ async fn without_a_server_the_buffer_keeps_the_newest_rows_and_counts_the_rest(
         .with_sink(sink.clone())
         .build()?
         .run()
+        .within(RUN, "the pipeline run (its WebSocket sink flushing)")
         .await?;
     assert_eq!(summary.rows_emitted, 100);
     assert_eq!((sink.dropped(), sink.buffered(), sink.sent()), (90, 10, 0));

@@ -97,6 +97,8 @@ pub async fn produce_timed(servers: &str, topic: &str, records: &[(Record, Optio
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("linger.ms", "5")
+        // A hang guard: a record not delivered in two minutes fails the test.
+        .set("message.timeout.ms", "120000")
         .create()
         .unwrap();
     let mut pending = Vec::with_capacity(records.len());
@@ -122,6 +124,7 @@ pub async fn produce_timed(servers: &str, topic: &str, records: &[(Record, Optio
         }
     }
     for f in pending {
+        // Bounded: librdkafka fails a record after message.timeout.ms (set above).
         f.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
 }

@@ -337,3 +337,60 @@ fn redistribute<K: Hash, A>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemoryStateBackend;
+
+    fn checkpointer(dir: &std::path::Path) -> Checkpointer {
+        Checkpointer::new(
+            Arc::new(MemoryStateBackend::persistent(dir)),
+            "p",
+            "the pipeline".into(),
+            Duration::ZERO,
+        )
+    }
+
+    /// A damaged "finished" checkpoint is not taken as a finished run (which would start
+    /// over): its checksum fails and the checkpoint before it is restored.
+    #[tokio::test]
+    async fn a_damaged_finished_checkpoint_is_detected_and_the_previous_one_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = checkpointer(dir.path());
+        c.write(Meta::new(1, false), vec![Vec::new()])
+            .await
+            .unwrap();
+        c.write(Meta::new(2, true), vec![Vec::new()]).await.unwrap();
+
+        let r = checkpointer(dir.path())
+            .restore::<String, u64>(1)
+            .await
+            .unwrap();
+        assert!(r.is_none(), "an intact finished checkpoint starts over");
+
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".bin"))
+            .max()
+            .unwrap();
+        for at in [0.25, 0.5, 0.99] {
+            let mut bytes = std::fs::read(&file).unwrap();
+            let i = ((bytes.len() as f64 * at) as usize).max(28);
+            bytes[i] ^= 0x01;
+            let damaged = tempfile::tempdir().unwrap();
+            for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+                std::fs::copy(e.path(), damaged.path().join(e.file_name())).unwrap();
+            }
+            std::fs::write(damaged.path().join(file.file_name().unwrap()), &bytes).unwrap();
+            let r = checkpointer(damaged.path())
+                .restore::<String, u64>(1)
+                .await
+                .unwrap()
+                .expect("the checkpoint before the damaged one");
+            assert_eq!((r.meta.id, r.meta.finished), (1, false), "byte {i}");
+        }
+    }
+}
