@@ -5,8 +5,15 @@
 //! committed offsets, reading nothing twice.
 #![cfg(feature = "kafka")]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/kafka.rs"]
 mod kafka;
+
+use child::within;
+
+/// How long a stopped pipeline may take to end (a hang guard, not a timing).
+const STOPS: std::time::Duration = std::time::Duration::from_secs(120);
 
 use chrono::{TimeZone, Utc};
 use llm_optimizer_processor::*;
@@ -274,7 +281,10 @@ async fn rows_through_kafka_equal_rows_in_memory_and_bad_records_are_dead_letter
     }
 
     stop.send(()).unwrap();
-    let summary = run.await.unwrap().unwrap();
+    let summary = within(STOPS, "the pipeline's run to end after its stop", run)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(summary.events_in as usize, recs.len());
     assert_eq!(summary.events_dead_lettered, 3);
     assert_eq!(summary.events_late, 0);
@@ -340,7 +350,10 @@ async fn a_restarted_pipeline_resumes_from_its_checkpoint_and_committed_offsets(
     // Offsets are committed only once the checkpoint holding them is written.
     wait_committed(&t.group, &t.events, &per_partition(&first_recs)).await;
     stop.send(()).unwrap();
-    let summary = run.await.unwrap().unwrap();
+    let summary = within(STOPS, "the pipeline's run to end after its stop", run)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(summary.events_in as usize, first_recs.len());
     let files = std::fs::read_dir(dir.path().join("kafka").join(&t.group).join("kafka-test"))
         .unwrap()
@@ -359,7 +372,10 @@ async fn a_restarted_pipeline_resumes_from_its_checkpoint_and_committed_offsets(
     let got = read_rows(&t, want.len()).await;
     assert_same(&want, &got);
     stop.send(()).unwrap();
-    let summary = run.await.unwrap().unwrap();
+    let summary = within(STOPS, "the pipeline's run to end after its stop", run)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         summary.events_in as usize,
         second_recs.len(),
@@ -409,7 +425,10 @@ async fn a_broker_outage_delays_rows_but_loses_none() {
     let got = read_rows(&t, want.len()).await;
     assert_same(&want, &got);
     stop.send(()).unwrap();
-    let summary = run.await.unwrap().unwrap();
+    let summary = within(STOPS, "the pipeline's run to end after its stop", run)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         summary.events_in as usize,
         events.len() + PARTITIONS as usize
@@ -514,7 +533,46 @@ async fn events_without_a_timestamp_take_the_kafka_record_timestamp() {
     let got = read_rows(&t, want.len()).await;
     assert_same(&want, &got);
     stop.send(()).unwrap();
-    let summary = run.await.unwrap().unwrap();
+    let summary = within(STOPS, "the pipeline's run to end after its stop", run)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(summary.events_dead_lettered, 0);
     assert_eq!(summary.events_aggregated, 601);
+}
+
+/// A corrupt partition state file stops the run with the reason, and no row is published:
+/// the records the other partitions delivered meanwhile stay in open windows, which a
+/// failure never fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_partition_state_file_stops_the_run_and_publishes_no_row() {
+    let t = topics().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut recs = records(&events(600));
+    recs.extend(records(&sentinels()));
+    produce(&t.events, &recs).await;
+    let states = dir.path().join("kafka").join(&t.group).join("kafka-test");
+    std::fs::create_dir_all(&states).unwrap();
+    std::fs::write(
+        states.join(format!("{}-1.ckpt", t.events)),
+        b"not a checkpoint",
+    )
+    .unwrap();
+
+    let (_stop, stopped) = tokio::sync::oneshot::channel();
+    let err = within(
+        STOPS,
+        "the run to stop on the corrupt state file",
+        kafka_pipeline(&t, dir.path(), stopped).run(),
+    )
+    .await
+    .expect_err("the run fails");
+    assert!(err.to_string().contains("corrupted"), "{err}");
+    let (servers, topic) = (t.servers.clone(), t.rows.clone());
+    let rows = tokio::task::spawn_blocking(move || {
+        read_topic_from(&servers, &topic, Duration::from_secs(10), |r| !r.is_empty())
+    })
+    .await
+    .unwrap();
+    assert!(rows.is_empty(), "published: {:?}", rows.first());
 }

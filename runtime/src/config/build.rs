@@ -49,7 +49,11 @@ pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<
     check_runnable(config)?;
     let p = &config.processor;
     let secs = Duration::from_secs;
-    let bounded = BoundedOutOfOrdernessWatermark::new(secs(p.watermark.max_out_of_orderness_secs));
+    let mut bounded =
+        BoundedOutOfOrdernessWatermark::new(secs(p.watermark.max_out_of_orderness_secs));
+    if p.watermark.idle_timeout_secs > 0 {
+        bounded = bounded.with_idle_timeout(secs(p.watermark.idle_timeout_secs));
+    }
     let kinds: Vec<AggregationKind> = p
         .aggregation
         .enabled

@@ -194,6 +194,11 @@ pub struct WatermarkConfig {
     /// The clock-skew guard: a record stamped more than this far ahead of the wall clock
     /// is dead-lettered and does not move the watermark (0: off).
     pub max_future_skew_secs: u64,
+    /// A partition that sends nothing for this long (processing time) stops holding the
+    /// combined watermark back until it sends again (0: never), so that an empty or quiet
+    /// Kafka partition or topic does not stall every window. A file or stdin input is one
+    /// partition: idleness changes nothing there.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for WatermarkConfig {
@@ -203,6 +208,7 @@ impl Default for WatermarkConfig {
             max_out_of_orderness_secs: 30,
             emit_interval_secs: 10,
             max_future_skew_secs: 86_400,
+            idle_timeout_secs: 30,
         }
     }
 }

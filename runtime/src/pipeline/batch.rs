@@ -8,6 +8,7 @@
 
 use serde::de::DeserializeOwned;
 use std::any::Any;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 use super::plan::Envelope;
@@ -109,10 +110,18 @@ impl<E: DeserializeOwned + 'static> JsonDecoder<E> {
         }
     }
 
-    /// Decodes one payload.
+    /// Whether it decodes into an event it is given ([`decode`](Self::decode)'s
+    /// `spare`), keeping that event's string buffers: the built-in event's decoder does.
+    pub(super) fn reuses_events(&self) -> bool {
+        self.feedback.is_some()
+    }
+
+    /// Decodes one payload; a JSON payload of the built-in event is decoded into `spare`
+    /// when given (an event already processed, whose strings keep their buffers).
     pub(super) fn decode(
         &self,
         payload: Payload<E>,
+        spare: Option<E>,
     ) -> Result<Decoded<E>, (ProcessorError, String)> {
         match payload {
             Payload::Bytes(bytes) => {
@@ -123,7 +132,14 @@ impl<E: DeserializeOwned + 'static> JsonDecoder<E> {
                     )
                 };
                 if let Some(d) = &self.feedback {
-                    let mut event = FeedbackEvent::default();
+                    let mut event = spare
+                        .and_then(|e| {
+                            let mut slot = Some(e);
+                            (&mut slot as &mut dyn Any)
+                                .downcast_mut::<Option<FeedbackEvent>>()
+                                .and_then(Option::take)
+                        })
+                        .unwrap_or_default();
                     let present = d
                         .decode_present(&bytes, &mut event)
                         .map_err(|e| failed(e, &bytes))?;
@@ -173,12 +189,145 @@ impl<E: DeserializeOwned + 'static> JsonDecoder<E> {
 /// A batch as it travels from the reader to the operator.
 pub(super) type Batch<T> = ProcessorResult<Vec<Item<T>>>;
 
+/// Most spare events, and most spare byte buffers, a [`Recycler`] keeps; past that they
+/// are dropped (a source that does not take buffers back, or a decoder that does not
+/// decode into events, would otherwise grow the pool).
+const SPARES: usize = 16 * BATCH;
+
+/// Batches most kept for reuse.
+const SPARE_BATCHES: usize = 16;
+
+/// Records already processed, on their way back to the reader to be read and decoded into
+/// again: each event keeps its string buffers, each line's byte buffer its capacity, each
+/// batch its vector. With a source that takes buffers back ([`EventSource::recycle`]: a
+/// file, stdin) and the built-in event's decoder, a run in steady state allocates nothing
+/// per record. Shared by the reader and whoever takes its batches (the run loop, the
+/// workers); locked once per batch.
+pub(super) struct Recycler<T> {
+    pool: Arc<Mutex<Spares<T>>>,
+    /// Whether events are worth keeping (the decoder decodes into them).
+    events: bool,
+}
+
+impl<T> Clone for Recycler<T> {
+    fn clone(&self) -> Self {
+        Recycler {
+            pool: Arc::clone(&self.pool),
+            events: self.events,
+        }
+    }
+}
+
+struct Spares<T> {
+    events: Vec<T>,
+    raws: Vec<Vec<u8>>,
+    batches: Vec<Vec<Item<T>>>,
+}
+
+impl<T> Spares<T> {
+    fn keep(&mut self, event: T, raw: Option<Vec<u8>>, events: bool) {
+        if events && self.events.len() < SPARES {
+            self.events.push(event);
+        }
+        if let Some(raw) = raw.filter(|_| self.raws.len() < SPARES) {
+            self.raws.push(raw);
+        }
+    }
+}
+
+/// Records a worker processed, given back to the [`Recycler`] after each message.
+pub(super) struct Spent<T> {
+    events: Vec<T>,
+    raws: Vec<Vec<u8>>,
+}
+
+impl<T> Default for Spent<T> {
+    fn default() -> Self {
+        Spent {
+            events: Vec::new(),
+            raws: Vec::new(),
+        }
+    }
+}
+
+impl<T> Spent<T> {
+    /// Keeps a processed record's event and bytes.
+    pub fn push(&mut self, event: T, raw: Option<Vec<u8>>) {
+        self.events.push(event);
+        self.raws.extend(raw);
+    }
+}
+
+impl<T> Recycler<T> {
+    /// A pool; `events`: keep events for the decoder to decode into.
+    pub fn new(events: bool) -> Self {
+        Recycler {
+            pool: Arc::new(Mutex::new(Spares {
+                events: Vec::new(),
+                raws: Vec::new(),
+                batches: Vec::new(),
+            })),
+            events,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Spares<T>> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives back a processed batch: its records (if any are left in it) and its vector.
+    pub fn give_batch(&self, mut batch: Vec<Item<T>>) {
+        let mut pool = self.lock();
+        for item in batch.drain(..) {
+            if let Ok((event, raw, _)) = item.decoded {
+                pool.keep(event, raw, self.events);
+            }
+        }
+        if pool.batches.len() < SPARE_BATCHES {
+            pool.batches.push(batch);
+        }
+    }
+
+    /// Gives back what a worker processed (`spent` is left empty, its capacity kept).
+    pub fn give(&self, spent: &mut Spent<T>) {
+        if spent.events.is_empty() && spent.raws.is_empty() {
+            return;
+        }
+        let mut pool = self.lock();
+        let room = SPARES.saturating_sub(pool.events.len());
+        if self.events {
+            let n = spent.events.len().min(room);
+            pool.events.extend(spent.events.drain(..n));
+        }
+        spent.events.clear();
+        let room = SPARES.saturating_sub(pool.raws.len());
+        let n = spent.raws.len().min(room);
+        pool.raws.extend(spent.raws.drain(..n));
+        spent.raws.clear();
+    }
+
+    /// Takes an empty batch vector for `n` records, tops `events` up to `n` spare events,
+    /// and moves the spare byte buffers (at most `n`) to `raws`.
+    fn take(&self, n: usize, events: &mut Vec<T>, raws: &mut Vec<Vec<u8>>) -> Vec<Item<T>> {
+        let mut pool = self.lock();
+        let want = n.saturating_sub(events.len()).min(pool.events.len());
+        let from = pool.events.len() - want;
+        events.extend(pool.events.drain(from..));
+        let want = n.saturating_sub(raws.len()).min(pool.raws.len());
+        let from = pool.raws.len() - want;
+        raws.extend(pool.raws.drain(from..));
+        pool.batches.pop().unwrap_or_else(|| Vec::with_capacity(n))
+    }
+}
+
 /// Starts the reader task: batches of up to `batch` decoded records into a channel
 /// holding `buffer` records (the backpressure bound), until the source ends or fails
-/// (the error is the last message).
+/// (the error is the last message). Events, byte buffers and batch vectors come back
+/// through `recycler` to be used again.
 pub(super) fn spawn_reader<T>(
     mut source: Box<dyn EventSource<T>>,
     decoder: JsonDecoder<T>,
+    recycler: Recycler<T>,
     buffer: usize,
     batch: usize,
 ) -> (mpsc::Receiver<Batch<T>>, tokio::task::JoinHandle<()>)
@@ -189,7 +338,14 @@ where
     let (tx, rx) = mpsc::channel::<Batch<T>>(buffer.div_ceil(batch).max(1));
     let task = tokio::spawn(async move {
         let mut records: Vec<SourceRecord<T>> = Vec::with_capacity(batch);
+        let mut events: Vec<T> = Vec::new();
+        let mut raws: Vec<Vec<u8>> = Vec::new();
         loop {
+            let mut items = recycler.take(batch, &mut events, &mut raws);
+            if !raws.is_empty() {
+                source.recycle(&mut raws);
+                raws.clear();
+            }
             let more = match source.next_batch(batch, &mut records).await {
                 Ok(more) => more,
                 Err(e) => {
@@ -198,15 +354,12 @@ where
                 }
             };
             if !records.is_empty() {
-                let items: Vec<Item<T>> = records
-                    .drain(..)
-                    .map(|r| Item {
-                        partition: r.partition,
-                        offset: r.offset,
-                        sequence: r.sequence,
-                        decoded: decoder.decode(r.payload),
-                    })
-                    .collect();
+                items.extend(records.drain(..).map(|r| Item {
+                    partition: r.partition,
+                    offset: r.offset,
+                    sequence: r.sequence,
+                    decoded: decoder.decode(r.payload, events.pop()),
+                }));
                 if tx.send(Ok(items)).await.is_err() {
                     break;
                 }

@@ -196,6 +196,7 @@ where
                 summary: RunSummary::default(),
             },
             None,
+            None,
         )?;
         // Which worker holds each partition, and how many each holds.
         let mut owner: HashMap<u32, usize> = HashMap::new();
@@ -314,7 +315,7 @@ where
                     offered_n += 1;
                     last_offsets.insert(pid, offset);
                     let decoded = decoder
-                        .decode(Payload::Bytes(payload.unwrap_or_default()))
+                        .decode(Payload::Bytes(payload.unwrap_or_default()), None)
                         .map(|(event, raw, envelope)| {
                             let fallback_timestamp = record_time.filter(|_| kafka_timestamp_fallback);
                             (
@@ -373,7 +374,9 @@ where
         drop(rx);
         if let Err(e) = ran {
             consumer.stop().await;
-            return Err(workers.finish(None).await.err().unwrap_or(e));
+            // Failed: no open window is fired (they stay in the last checkpoint).
+            tracing::error!(error = %e, "the run failed; open windows stay unpublished until the next start");
+            return Err(workers.abort().await.err().unwrap_or(e));
         }
 
         let final_watermark = watermark.emitted_millis();

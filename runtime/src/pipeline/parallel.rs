@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-use super::batch::{Batch, BATCH};
+use super::batch::{Batch, Recycler, Spent, BATCH};
 use super::checkpoint::{Checkpointer, Meta};
 use super::plan::{Envelope, Fed, Plan};
 use super::run::{
@@ -60,6 +60,10 @@ pub(super) enum ToWorker<T> {
     /// Kafka partitions leave this worker (revoked, after their checkpoint).
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     Close(Vec<u32>),
+    /// The input ended (or the run stopped without checkpoints): fire every open window,
+    /// then end. A worker whose queue closes without it was aborted by a failure and ends
+    /// without firing anything: unfinished windows are never published as final.
+    Finish,
 }
 
 /// Where a Kafka partition's operator reads from.
@@ -214,6 +218,8 @@ pub(super) struct Parallel<P: Plan> {
     pub live: bool,
     /// Paced replay, if asked for.
     pub pacer: Option<super::replay::Pacer>,
+    /// Where processed records go back to the reader.
+    pub recycler: Recycler<P::Event>,
 }
 
 /// The run loop with N workers.
@@ -250,6 +256,7 @@ where
         skew,
         live,
         mut pacer,
+        recycler,
     } = run;
     let plan = Arc::new(plan);
     let mut schedule = checkpointer
@@ -277,109 +284,122 @@ where
             summary,
         },
         restored,
+        Some(recycler.clone()),
     )?;
     let mut events_in = summary.events_in;
     let mut stopped = false;
     let mut fed_since_tick = false;
     let mut newest = i64::MIN;
     let mut parts: Vec<Vec<ToWorker<T>>> = (0..parallelism).map(|_| Vec::new()).collect();
-    loop {
-        let batch = tokio::select! {
-            r = rx.recv() => r,
-            _ = &mut shutdown => {
-                stopped = true;
-                None
-            }
-            _ = ticker.tick() => {
-                let mut pushed = watermark.on_tick(Instant::now());
-                if live && !fed_since_tick {
-                    pushed = watermark.on_source_idle().or(pushed);
+    let ran: ProcessorResult<()> = async {
+        loop {
+            let batch = tokio::select! {
+                r = rx.recv() => r,
+                _ = &mut shutdown => {
+                    stopped = true;
+                    None
                 }
-                fed_since_tick = false;
-                if let Some(wm) = pushed {
-                    workers.advance(wm).await?;
-                    metrics.record_watermark(wm);
-                }
-                for (p, _) in watermark.snapshot() {
-                    metrics.record_partition_watermark(p, watermark.partition_watermark(p));
-                }
-                if let Some((id, interval, last)) = schedule.as_mut() {
-                    if last.elapsed() >= *interval {
-                        let meta = barrier_meta(*id, &positions, &*watermark, events_in);
-                        workers.barrier(Begin::Files(meta), false).await?;
-                        *id += 1;
-                        *last = Instant::now();
+                _ = ticker.tick() => {
+                    let mut pushed = watermark.on_tick(Instant::now());
+                    if live && !fed_since_tick {
+                        pushed = watermark.on_source_idle().or(pushed);
                     }
-                }
-                continue;
-            }
-        };
-        let Some(batch) = batch else { break };
-        let batch = batch?;
-        fed_since_tick = true;
-        let t0 = Instant::now();
-        let guard = skew.map(SkewGuard::now);
-        events_in += batch.len() as u64;
-        metrics.record_events_processed(batch.len() as u64);
-        if let Some(last) = batch.last() {
-            metrics.record_source_offset(last.partition, last.offset);
-        }
-        let mut found: Done<P::Row> = Done::default();
-        for item in batch {
-            let partition = item.partition;
-            positions.record(partition, item.offset, item.sequence);
-            let at = (partition, item.sequence, item.offset);
-            let (event, raw, mut envelope) = match item.decoded {
-                Ok(d) => d,
-                Err((err, text)) => {
-                    found
-                        .bad
-                        .push(dead_letter(&err, &source_name, position(at), text));
+                    fed_since_tick = false;
+                    if let Some(wm) = pushed {
+                        workers.advance(wm).await?;
+                        metrics.record_watermark(wm);
+                    }
+                    for (p, _) in watermark.snapshot() {
+                        metrics.record_partition_watermark(p, watermark.partition_watermark(p));
+                    }
+                    if let Some((id, interval, last)) = schedule.as_mut() {
+                        if last.elapsed() >= *interval {
+                            let meta = barrier_meta(*id, &positions, &*watermark, events_in);
+                            workers.barrier(Begin::Files(meta), false).await?;
+                            *id += 1;
+                            *last = Instant::now();
+                        }
+                    }
                     continue;
                 }
             };
-            let routed = plan.route(&event, &mut envelope).and_then(|(ts, hash)| {
-                match guard.and_then(|g| g.check(ts)) {
-                    Some(e) => Err(e),
-                    None => Ok((ts, hash)),
-                }
-            });
-            match routed {
-                Err(err) => {
-                    let text = payload_text(&event, raw.as_deref());
-                    found
-                        .bad
-                        .push(dead_letter(&err, &source_name, position(at), text));
-                }
-                Ok((ts, hash)) => {
-                    if let Some(p) = pacer.as_mut() {
-                        p.pace(ts).await;
+            let Some(batch) = batch else { break };
+            let mut batch = batch?;
+            fed_since_tick = true;
+            let t0 = Instant::now();
+            let guard = skew.map(SkewGuard::now);
+            events_in += batch.len() as u64;
+            metrics.record_events_processed(batch.len() as u64);
+            if let Some(last) = batch.last() {
+                metrics.record_source_offset(last.partition, last.offset);
+            }
+            let mut found: Done<P::Row> = Done::default();
+            for item in batch.drain(..) {
+                let partition = item.partition;
+                positions.record(partition, item.offset, item.sequence);
+                let at = (partition, item.sequence, item.offset);
+                let (event, raw, mut envelope) = match item.decoded {
+                    Ok(d) => d,
+                    Err((err, text)) => {
+                        found
+                            .bad
+                            .push(dead_letter(&err, &source_name, position(at), text));
+                        continue;
                     }
-                    newest = newest.max(ts);
-                    let routed = Routed {
-                        slot: 0,
-                        partition,
-                        ts,
-                        event,
-                        envelope,
-                        raw,
-                        at,
-                    };
-                    route(
-                        &mut parts,
-                        workers.owner(hash),
-                        routed,
-                        &mut *watermark,
-                        t0,
-                        &metrics,
-                    );
+                };
+                let routed = plan.route(&event, &mut envelope).and_then(|(ts, hash)| {
+                    match guard.and_then(|g| g.check(ts)) {
+                        Some(e) => Err(e),
+                        None => Ok((ts, hash)),
+                    }
+                });
+                match routed {
+                    Err(err) => {
+                        let text = payload_text(&event, raw.as_deref());
+                        found
+                            .bad
+                            .push(dead_letter(&err, &source_name, position(at), text));
+                    }
+                    Ok((ts, hash)) => {
+                        if let Some(p) = pacer.as_mut() {
+                            p.pace(ts).await;
+                        }
+                        newest = newest.max(ts);
+                        let routed = Routed {
+                            slot: 0,
+                            partition,
+                            ts,
+                            event,
+                            envelope,
+                            raw,
+                            at,
+                        };
+                        route(
+                            &mut parts,
+                            workers.owner(hash),
+                            routed,
+                            &mut *watermark,
+                            t0,
+                            &metrics,
+                        );
+                    }
                 }
             }
+            recycler.give_batch(batch);
+            metrics.record_newest_event(newest);
+            workers.send(&mut parts).await?;
+            workers.report(found).await;
+            metrics.record_processing_latency(t0.elapsed());
         }
-        metrics.record_newest_event(newest);
-        workers.send(&mut parts).await?;
-        workers.report(found).await;
-        metrics.record_processing_latency(t0.elapsed());
+        Ok(())
+    }
+    .await;
+    if let Err(e) = ran {
+        drop(rx);
+        reader.abort();
+        // Failed: no open window is fired (they stay in the last checkpoint).
+        tracing::error!(error = %e, "the run failed; open windows stay unpublished until the next start");
+        return Err(workers.abort().await.err().unwrap_or(e));
     }
     drop(rx);
     reader.abort();
@@ -522,6 +542,7 @@ where
         shared: Shared<P>,
         collector: Collector<R>,
         restored: Option<Snapshots<P>>,
+        recycler: Option<Recycler<T>>,
     ) -> ProcessorResult<Self>
     where
         P: Plan<Event = T, Row = R> + Sync,
@@ -572,8 +593,10 @@ where
             let lateness_ms = shared.lateness_ms;
             let source_name = shared.source_name.clone();
             senders.push(tx);
+            let recycler = recycler.clone();
             tasks.push(tokio::spawn(async move {
                 let mut done: Done<R> = Done::default();
+                let mut spent: Spent<T> = Spent::default();
                 while let Some(msgs) = rx.recv().await {
                     for msg in msgs {
                         match msg {
@@ -593,6 +616,24 @@ where
                                 if stop {
                                     return;
                                 }
+                            }
+                            ToWorker::Finish => {
+                                if let Some(r) = &recycler {
+                                    r.give(&mut spent);
+                                }
+                                let mut ids: Vec<u32> = slots.keys().copied().collect();
+                                ids.sort_unstable();
+                                for id in ids {
+                                    if let Some(slot) = slots.get_mut(&id) {
+                                        slot.op.flush(&mut collect_rows(
+                                            &*plan,
+                                            &func,
+                                            &mut done.rows,
+                                        ));
+                                    }
+                                }
+                                flush(&out, worker, &mut done).await;
+                                return;
                             }
                             ToWorker::Open {
                                 slot,
@@ -681,6 +722,9 @@ where
                                         payload_text(&event, raw.as_deref()),
                                     )),
                                 }
+                                if recycler.is_some() {
+                                    spent.push(event, raw);
+                                }
                                 if let Some(e) = op.take_spill_error() {
                                     flush(&out, worker, &mut done).await;
                                     let _ = out.send((worker, Outcome::Fatal(e))).await;
@@ -689,17 +733,13 @@ where
                             }
                         }
                     }
+                    if let Some(r) = &recycler {
+                        r.give(&mut spent);
+                    }
                     flush(&out, worker, &mut done).await;
                 }
-                let mut ids: Vec<u32> = slots.keys().copied().collect();
-                ids.sort_unstable();
-                for id in ids {
-                    if let Some(slot) = slots.get_mut(&id) {
-                        slot.op
-                            .flush(&mut collect_rows(&*plan, &func, &mut done.rows));
-                    }
-                }
-                flush(&out, worker, &mut done).await;
+                // The queue closed without `Finish`: the run failed. Open windows stay
+                // unfired (the last checkpoint holds them for the next start).
             }));
         }
         let Collector {
@@ -950,9 +990,27 @@ where
         self.broadcast(|| ToWorker::Barrier { stop }).await
     }
 
-    /// Flushes every worker and the collector; returns the collector's counts. With
-    /// `last`, the collector then takes the final checkpoint of a finished input.
+    /// Ends the run: every worker fires its open windows (a worker that already ended at
+    /// a stop barrier has none to fire), then the collector delivers and flushes; returns
+    /// its counts. With `last`, the collector then takes the final checkpoint of a
+    /// finished input.
     pub async fn finish(self, last: Option<Meta>) -> ProcessorResult<RunSummary> {
+        for tx in &self.senders {
+            // A worker that ended at a stop barrier no longer listens: nothing to fire.
+            let _ = tx.send(vec![ToWorker::Finish]).await;
+        }
+        self.end(last).await
+    }
+
+    /// Ends a failed run: the workers end without firing their open windows (the last
+    /// checkpoint holds them for the next start) and nothing more is checkpointed; the
+    /// collector delivers the rows of windows that had fired. Returns the collector's
+    /// error, if it failed.
+    pub async fn abort(self) -> ProcessorResult<RunSummary> {
+        self.end(None).await
+    }
+
+    async fn end(self, last: Option<Meta>) -> ProcessorResult<RunSummary> {
         let Workers {
             senders,
             tasks,

@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::batch::{spawn_reader, Decoded, BATCH};
+use super::batch::{spawn_reader, Decoded, Recycler, BATCH};
 use super::builder::{Pipeline, SourceChoice};
 use super::checkpoint::{Checkpointer, Meta};
 use super::parallel::{run_parallel, Parallel};
@@ -208,7 +208,8 @@ where
         // delivered) when its time comes.
         let pacer = replay_rate.map(Pacer::new);
         let batch = if pacer.is_some() { 1 } else { BATCH };
-        let (mut rx, reader) = spawn_reader(source, decoder, buffer_size, batch);
+        let recycler = Recycler::new(decoder.reuses_events());
+        let (mut rx, reader) = spawn_reader(source, decoder, recycler.clone(), buffer_size, batch);
 
         let mut out: Vec<(P::Row, bool)> = Vec::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
@@ -238,6 +239,7 @@ where
                     skew,
                     live,
                     pacer,
+                    recycler,
                 },
                 rx,
                 reader,
@@ -297,7 +299,7 @@ where
                 }
             };
             let Some(batch) = batch else { break };
-            let batch = batch?;
+            let mut batch = batch?;
             fed_since_tick = true;
             // One clock read per batch: for idleness and the skew guard, never for lateness.
             let t0 = Instant::now();
@@ -307,7 +309,7 @@ where
             if let Some(last) = batch.last() {
                 metrics.record_source_offset(last.partition, last.offset);
             }
-            for item in batch {
+            for item in batch.iter_mut() {
                 if let (Some(p), Ok((event, _, envelope))) = (pacer.as_mut(), &item.decoded) {
                     if let Ok(ts) = plan.event_time(event, &mut envelope.clone()) {
                         p.pace(ts).await;
@@ -330,7 +332,7 @@ where
                     summary: &mut summary,
                     skew: guard,
                 }
-                .offer(&mut op, item.decoded, position, partition_wm, &mut out)
+                .offer(&mut op, &mut item.decoded, position, partition_wm, &mut out)
                 .await?;
                 let Some(event_time) = offered else { continue };
                 newest = newest.max(event_time);
@@ -339,6 +341,8 @@ where
                     metrics.record_watermark(wm);
                 }
             }
+            // The records go back to the reader to be read and decoded into again.
+            recycler.give_batch(batch);
             metrics.record_newest_event(newest);
             metrics.record_open_windows(op.state_len() as u64);
             deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
@@ -446,30 +450,31 @@ impl<P: Plan> RecordPath<'_, P> {
     /// Offers one decoded record to `op` (rows fired go to `out`): a record that failed
     /// to decode, lacks a key field or is stamped too far ahead is dead-lettered, a late
     /// one sent to the side output, and every one counted. Returns the event time that
-    /// moves the watermark, or `None` when the record failed.
+    /// moves the watermark, or `None` when the record failed. The record stays where it
+    /// is, to be given back for reuse.
     pub async fn offer<Tr: WindowTrigger>(
         self,
         op: &mut WindowOperator<P::Key, P::Func, Tr>,
-        decoded: Result<Decoded<P::Event>, (ProcessorError, String)>,
+        decoded: &mut Result<Decoded<P::Event>, (ProcessorError, String)>,
         position: impl Fn() -> String,
         partition_wm: i64,
         out: &mut Vec<(P::Row, bool)>,
     ) -> ProcessorResult<Option<i64>> {
-        let (event, raw, mut envelope) = match decoded {
-            Ok(d) => d,
+        let (event, raw, envelope) = match decoded {
+            Ok((event, raw, envelope)) => (&*event, raw.as_deref(), envelope),
             Err((err, text)) => {
-                let rec = dead_letter(&err, self.source_name, position(), text);
+                let rec = dead_letter(err, self.source_name, position(), std::mem::take(text));
                 handle_bad(self.handler, rec, self.summary, self.metrics).await?;
                 return Ok(None);
             }
         };
         if let Some(guard) = self.skew {
-            let refused = match self.plan.event_time(&event, &mut envelope) {
+            let refused = match self.plan.event_time(event, envelope) {
                 Ok(ts) => guard.check(ts),
                 Err(e) => Some(e),
             };
             if let Some(err) = refused {
-                let payload = payload_text(&event, raw.as_deref());
+                let payload = payload_text(event, raw);
                 let rec = dead_letter(&err, self.source_name, position(), payload);
                 handle_bad(self.handler, rec, self.summary, self.metrics).await?;
                 return Ok(None);
@@ -478,8 +483,8 @@ impl<P: Plan> RecordPath<'_, P> {
         let fed = self.plan.feed(
             op,
             partition_wm,
-            &event,
-            envelope,
+            event,
+            std::mem::take(envelope),
             &mut collect_rows(self.plan, self.func, out),
         );
         if let Some(e) = op.take_spill_error() {
@@ -489,7 +494,7 @@ impl<P: Plan> RecordPath<'_, P> {
             Ok(Fed::Offered(ts, admission)) => (ts, Some(admission)),
             Ok(Fed::Filtered(ts)) => (ts, None),
             Err(err) => {
-                let payload = payload_text(&event, raw.as_deref());
+                let payload = payload_text(event, raw);
                 let rec = dead_letter(&err, self.source_name, position(), payload);
                 handle_bad(self.handler, rec, self.summary, self.metrics).await?;
                 return Ok(None);
@@ -508,7 +513,7 @@ impl<P: Plan> RecordPath<'_, P> {
                         self.lateness_ms,
                         self.source_name,
                         position(),
-                        payload_text(&event, raw.as_deref()),
+                        payload_text(event, raw),
                     );
                     send_late(self.late_sink, self.handler, rec).await?;
                 }

@@ -13,7 +13,15 @@ pub struct FileSource {
     reader: Option<BufReader<Box<dyn AsyncRead + Send + Unpin>>>,
     offset: u64,
     line: u64,
+    /// Buffers of processed lines given back ([`EventSource::recycle`]), read into next.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Spare line buffers a source keeps.
+const SPARE_LINES: usize = 4096;
+
+/// A line buffer larger than this is not kept for reuse.
+const SPARE_LINE_BYTES: usize = 64 << 10;
 
 /// Where the lines come from, and whether they can be read again.
 enum Origin {
@@ -44,6 +52,7 @@ impl FileSource {
             reader: None,
             offset: 0,
             line: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -58,6 +67,7 @@ impl FileSource {
             )),
             offset: 0,
             line: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -69,6 +79,7 @@ impl FileSource {
             reader: None,
             offset: 0,
             line: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -83,6 +94,7 @@ impl FileSource {
             reader: Some(BufReader::with_capacity(1 << 16, Box::new(reader))),
             offset: 0,
             line: 0,
+            spare: Vec::new(),
         }
     }
 }
@@ -125,16 +137,19 @@ impl Origin {
     }
 }
 
-#[async_trait]
-impl<T: Send> EventSource<T> for FileSource {
-    async fn next(&mut self) -> ProcessorResult<Option<SourceRecord<T>>> {
+impl FileSource {
+    /// The next non-blank line, read into a spare buffer when one was given back. Not the
+    /// trait's `next`, whose future `async_trait` boxes: `next_batch` calls this one per
+    /// line without an allocation.
+    async fn next_line<T>(&mut self) -> ProcessorResult<Option<SourceRecord<T>>> {
         if self.reader.is_none() {
             let (r, _) = self.origin.open(&self.name, 0).await?;
             self.reader = Some(BufReader::with_capacity(1 << 18, r));
         }
         let reader = self.reader.as_mut().expect("reader opened above");
         loop {
-            let mut buf = Vec::new();
+            let mut buf = self.spare.pop().unwrap_or_default();
+            buf.clear();
             let start = self.offset;
             let n = reader
                 .read_until(b'\n', &mut buf)
@@ -149,6 +164,7 @@ impl<T: Send> EventSource<T> for FileSource {
                 buf.pop();
             }
             if buf.iter().all(u8::is_ascii_whitespace) {
+                self.spare.push(buf);
                 continue;
             }
             return Ok(Some(SourceRecord {
@@ -158,6 +174,13 @@ impl<T: Send> EventSource<T> for FileSource {
                 sequence: self.line,
             }));
         }
+    }
+}
+
+#[async_trait]
+impl<T: Send> EventSource<T> for FileSource {
+    async fn next(&mut self) -> ProcessorResult<Option<SourceRecord<T>>> {
+        self.next_line().await
     }
 
     async fn next_batch(
@@ -174,12 +197,22 @@ impl<T: Send> EventSource<T> for FileSource {
             {
                 return Ok(true);
             }
-            match EventSource::<T>::next(self).await? {
+            match self.next_line().await? {
                 Some(r) => out.push(r),
                 None => return Ok(false),
             }
         }
         Ok(true)
+    }
+
+    fn recycle(&mut self, buffers: &mut Vec<Vec<u8>>) {
+        let room = SPARE_LINES.saturating_sub(self.spare.len());
+        self.spare.extend(
+            buffers
+                .drain(..)
+                .filter(|b| b.capacity() <= SPARE_LINE_BYTES)
+                .take(room),
+        );
     }
 
     fn describe(&self) -> String {

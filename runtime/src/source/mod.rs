@@ -66,6 +66,13 @@ pub trait EventSource<T>: Send {
             None => Ok(false),
         }
     }
+    /// Takes back the byte buffers of records already processed (the vectors of
+    /// [`Payload::Bytes`]), so that a source reading bytes can read into them instead of
+    /// allocating one per record. The run loop hands them back in batches; the default
+    /// lets them go. A source keeps at most what it needs and drops the rest.
+    fn recycle(&mut self, buffers: &mut Vec<Vec<u8>>) {
+        buffers.clear();
+    }
     /// A short description for logs and dead letters (`file:events.jsonl`, `stdin`).
     fn describe(&self) -> String;
     /// The partitions it reads, known before the first record.
