@@ -246,3 +246,123 @@ async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
         child.fail(&format!("the processor failed after SIGTERM: {status}"));
     }
 }
+
+/// The reference's configuration with its second topic empty: with
+/// `watermark.idle_timeout_secs` the empty topic's partitions stop holding the watermark
+/// back, and every window fires (without it, none ever did). Topics and group of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_topic_does_not_stall_the_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = unique("idle");
+    let (busy, empty) = (format!("{run}-feedback"), format!("{run}-metrics"));
+    create_topic(&busy, 4).await;
+    create_topic(&empty, 2).await;
+    for topic in ["aggregated-metrics", "processor-dead-letter", "late-events"] {
+        create_topic(topic, 1).await;
+    }
+    let events = workload(&run);
+    std::fs::write(dir.path().join("events.jsonl"), to_json_lines(&events)).unwrap();
+    let out = child::run(
+        Command::new(env!("CARGO_BIN_EXE_processor"))
+            .current_dir(dir.path())
+            .args(["run", "--config", REFERENCE, "--input", "events.jsonl"])
+            .args(["--output", "expected.jsonl"])
+            .envs(overrides(&dir.path().join("file"))),
+        DEADLINE,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: BTreeMap<String, serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("expected.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| (row_key(&v), v))
+            .collect();
+    assert!(want.len() > 100, "{} rows expected", want.len());
+
+    // Each key to one partition of the busy topic, then one event three hours on in each
+    // of its partitions; nothing to the other topic.
+    let mut records: Vec<Record> = events
+        .iter()
+        .map(|e| {
+            let key = format!("{}/{}", e.model, e.region);
+            let p = key
+                .bytes()
+                .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+                % 4;
+            (p as i32, key, serde_json::to_vec(e).unwrap())
+        })
+        .collect();
+    let last = events.iter().map(|e| e.timestamp).max().unwrap();
+    for p in 0..4 {
+        let e = FeedbackEvent {
+            timestamp: last + chrono::Duration::hours(3),
+            model: format!("{run}-sentinel"),
+            region: format!("p{p}"),
+            latency_ms: 1.0,
+            ..Default::default()
+        };
+        records.push((p, "sentinel".into(), serde_json::to_vec(&e).unwrap()));
+    }
+    produce(&busy, &records).await;
+
+    let mut child = Proc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_processor"))
+            .current_dir(dir.path())
+            .args(["run", "--config", REFERENCE])
+            .envs(overrides(dir.path()))
+            .env("PROCESSOR_KAFKA__CONSUMER__GROUP_ID", &run)
+            .env(
+                "PROCESSOR_KAFKA__CONSUMER__TOPICS",
+                format!("[{busy}, {empty}]"),
+            )
+            .env("PROCESSOR_WATERMARK__IDLE_TIMEOUT_SECS", "3")
+            .env("PROCESSOR_SOURCE__KIND", "kafka")
+            .env("PROCESSOR_OUTPUT__KIND", "kafka")
+            .env("RUST_LOG", "info"),
+    );
+    let ours = {
+        let run = run.clone();
+        move |reads: &[Read]| -> BTreeMap<String, serde_json::Value> {
+            reads
+                .iter()
+                .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+                .filter(|v| {
+                    v["model"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with(&run) && !m.ends_with("sentinel"))
+                })
+                .map(|v| (row_key(&v), v))
+                .collect()
+        }
+    };
+    let expected = want.len();
+    let rows = tokio::task::spawn_blocking({
+        let ours = ours.clone();
+        move || {
+            read_topic("aggregated-metrics", Duration::from_secs(180), |r| {
+                ours(r).len() >= expected
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let got = ours(&rows);
+    if got != want {
+        child.fail(&format!(
+            "{} rows expected, {} read, {} of them different",
+            want.len(),
+            got.len(),
+            want.iter().filter(|(k, v)| got.get(*k) != Some(*v)).count()
+        ));
+    }
+    child.signal("TERM");
+    let status = child.wait(Duration::from_secs(60));
+    if !status.success() {
+        child.fail(&format!("the processor failed after SIGTERM: {status}"));
+    }
+}

@@ -11,7 +11,7 @@ use std::any::Any;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
-use super::plan::Envelope;
+use super::record::Envelope;
 use crate::error::{ProcessorError, ProcessorResult};
 use crate::event::{EventTimestamp, FeedbackDecoder, FeedbackEvent, FeedbackFields};
 use crate::source::{EventSource, Payload, SourceRecord};

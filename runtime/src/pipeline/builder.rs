@@ -5,8 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::plan::{DynamicPlan, Plan};
-use super::run::DynamicAggregation;
+use super::plan::{DynamicAggregation, DynamicPlan, Plan};
 use crate::aggregation::AggregationSpec;
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::event::{GroupingKey, ProcessorEvent};
@@ -20,6 +19,9 @@ use crate::window::{
     SessionWindowAssigner, SlidingWindowAssigner, TumblingWindowAssigner, WindowAssigner,
     WindowSpec, WindowTrigger,
 };
+
+/// A future that asks the run loop to stop.
+pub(crate) type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The clock-skew guard's default: one day ahead of the wall clock.
 pub const DEFAULT_MAX_FUTURE_SKEW: Duration = Duration::from_secs(86_400);
@@ -104,7 +106,7 @@ pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) plan: P,
     pub(super) metrics: Option<Arc<ProcessorMetrics>>,
     pub(super) buffer_size: usize,
-    pub(super) shutdown: Option<super::run::Shutdown>,
+    pub(super) shutdown: Option<Shutdown>,
     pub(super) parallelism: usize,
     pub(super) kafka_timestamp_fallback: bool,
     pub(super) max_future_skew: Duration,
@@ -608,7 +610,7 @@ pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) plan: P,
     pub(super) metrics: Arc<ProcessorMetrics>,
     pub(super) buffer_size: usize,
-    pub(super) shutdown: Option<super::run::Shutdown>,
+    pub(super) shutdown: Option<Shutdown>,
     pub(super) parallelism: usize,
     /// The clock-skew guard (`None`: off).
     pub(super) max_future_skew_ms: Option<i64>,

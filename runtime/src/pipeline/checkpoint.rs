@@ -28,12 +28,14 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::plan::key_hash;
-use super::run::RunSummary;
+use super::record::{key_hash, Positions};
+use super::summary::RunSummary;
 use crate::error::{ProcessorError, ProcessorResult};
 use crate::operator::OperatorSnapshot;
+use crate::operator::{WindowFunction, WindowOperator};
 use crate::source::SourcePosition;
 use crate::state::StateBackend;
+use crate::window::WindowTrigger;
 
 /// Version of the checkpoint layout (2: side outputs staged with the checkpoint, the
 /// last watermark pushed downstream).
@@ -336,6 +338,32 @@ fn redistribute<K: Hash, A>(
         }
     }
     out
+}
+
+/// An operator's state for a checkpoint.
+pub(super) fn encode_state<K, F, Tr>(op: &WindowOperator<K, F, Tr>) -> ProcessorResult<Vec<u8>>
+where
+    K: std::hash::Hash + Eq + Serialize,
+    F: WindowFunction<Acc: Serialize>,
+    Tr: WindowTrigger,
+{
+    postcard::to_allocvec(&op.snapshot()?)
+        .map_err(|e| ProcessorError::Serialization(format!("operator state for a checkpoint: {e}")))
+}
+
+/// The record of checkpoint `id` as the run loop knows it.
+pub(super) fn checkpoint_meta(
+    id: u64,
+    finished: bool,
+    positions: &Positions,
+    watermark: &dyn crate::watermark::WatermarkGenerator,
+    summary: RunSummary,
+) -> Meta {
+    let mut meta = Meta::new(id, finished);
+    meta.positions = positions.list();
+    meta.watermarks = watermark.snapshot();
+    meta.summary = summary;
+    meta
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_value::Value;
 use std::collections::BTreeMap;
 
-use super::plan::Envelope;
+use super::record::Envelope;
 use crate::error::{ProcessorError, ProcessorResult};
 use crate::event::timestamp_format::parse_json_millis;
 use crate::event::{FeedbackEvent, FeedbackFields, GroupingKey, KeyView};

@@ -9,77 +9,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::builder::Shutdown;
 use super::builder::{Pipeline, SourceChoice};
-use super::parallel::{
-    route, Begin, Collector, Done, Persist, Place, Routed, Shared, SlotState, ToWorker, Workers,
-};
+use super::parallel::{route, Collector, Done, Routed, Shared, ToWorker, Workers};
+use super::persist::{Begin, KafkaPersist, Persist, Place};
 use super::plan::{Envelope, Plan};
-use super::run::{dead_letter, payload_text, RunSummary, Shutdown, SinkSet, SkewGuard};
+use super::record::{dead_letter, payload_text, SkewGuard};
+use super::summary::RunSummary;
 use crate::error::{ProcessorError, ProcessorResult};
-use crate::kafka::{start_consumer, Delivery, KafkaRecord, PartitionCheckpoint, PartitionStore};
-use crate::metrics::ProcessorMetrics;
+use crate::kafka::{start_consumer, Delivery, KafkaRecord, PartitionStore};
 use crate::source::Payload;
 use crate::window::{EventTimeTrigger, WindowTrigger};
-
-/// Where a Kafka pipeline's checkpoints go: each partition's state in its own file,
-/// between the result sinks' prepare and commit, as one aligned checkpoint over every
-/// worker (see [`super::parallel`]).
-pub(crate) struct KafkaPersist {
-    pub store: PartitionStore,
-    pub describe: String,
-}
-
-impl KafkaPersist {
-    /// Writes checkpoint `id`: result sinks deliver everything, each partition's state is
-    /// written with its watermark mark, sinks publish; returns the next offset to commit
-    /// per partition.
-    pub(super) async fn checkpoint<R: Send + 'static>(
-        &self,
-        id: u64,
-        marks: &[(u32, i64)],
-        states: Vec<SlotState>,
-        set: SinkSet<'_, R>,
-        metrics: &ProcessorMetrics,
-    ) -> ProcessorResult<Vec<(u32, i64)>> {
-        let t0 = Instant::now();
-        for sink in set.results {
-            set.handler.retry(|| sink.prepare_commit(id)).await?;
-        }
-        if let Some(s) = set.late {
-            set.handler.retry(|| s.flush()).await?;
-        }
-        let dead = set.handler.dead_letter_sink();
-        set.handler.retry(|| dead.flush()).await?;
-        let mut offsets = Vec::new();
-        for s in states {
-            let (Some(place), Some(offset)) = (s.place, s.last_offset) else {
-                continue;
-            };
-            let max_event_time = marks
-                .iter()
-                .find(|(p, _)| *p == s.slot)
-                .map_or(i64::MIN, |&(_, m)| m);
-            let c = PartitionCheckpoint {
-                pipeline: self.describe.clone(),
-                offset,
-                max_event_time,
-                operator: s.state,
-            };
-            self.store.save(&place.topic, place.partition, &c)?;
-            offsets.push((s.slot, offset + 1));
-        }
-        for sink in set.results {
-            sink.commit(id).await?;
-        }
-        metrics.record_checkpoint(id, t0.elapsed());
-        tracing::debug!(
-            checkpoint = id,
-            partitions = offsets.len(),
-            "partitions checkpointed"
-        );
-        Ok(offsets)
-    }
-}
 
 /// Where a record of partition `pid` is, for a dead letter.
 fn at_text(places: &HashMap<u32, Place>, pid: u32, offset: i64) -> String {

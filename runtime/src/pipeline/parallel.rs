@@ -19,13 +19,13 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::batch::{Batch, Recycler, Spent, BATCH};
-use super::checkpoint::{Checkpointer, Meta};
+use super::builder::Shutdown;
+use super::checkpoint::{checkpoint_meta, encode_state, Checkpointer, Meta};
+use super::persist::{Begin, Persist, Place, SlotState};
 use super::plan::{Envelope, Fed, Plan};
-use super::run::{
-    checkpoint_meta, collect_rows, dead_letter, deliver_rows, encode_state, handle_bad,
-    late_record, payload_text, send_late, take_checkpoint, Positions, RunSummary, Shutdown,
-    SinkSet, SkewGuard,
-};
+use super::record::{dead_letter, late_record, payload_text, Positions, SkewGuard};
+use super::sinks::{collect_rows, deliver_rows, handle_bad, send_late, take_checkpoint, SinkSet};
+use super::summary::RunSummary;
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::metrics::ProcessorMetrics;
 use crate::operator::{Admission, OperatorSnapshot, WindowFunction, WindowOperator};
@@ -64,45 +64,6 @@ pub(super) enum ToWorker<T> {
     /// then end. A worker whose queue closes without it was aborted by a failure and ends
     /// without firing anything: unfinished windows are never published as final.
     Finish,
-}
-
-/// Where a Kafka partition's operator reads from.
-#[derive(Debug, Clone)]
-pub(super) struct Place {
-    pub topic: String,
-    pub partition: i32,
-}
-
-/// One operator of a worker at a checkpoint barrier.
-#[derive(Debug, Clone)]
-#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-pub(super) struct SlotState {
-    pub slot: u32,
-    pub place: Option<Place>,
-    /// The offset of the last record in it (Kafka).
-    pub last_offset: Option<i64>,
-    pub state: Vec<u8>,
-}
-
-/// What a checkpoint writes once every worker's state is in.
-pub(super) enum Begin {
-    /// A file pipeline's checkpoint record.
-    Files(Meta),
-    /// A Kafka checkpoint: each partition's state with its watermark mark; the next
-    /// offsets to commit are sent back on `reply`.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    Kafka {
-        id: u64,
-        marks: Vec<(u32, i64)>,
-        reply: tokio::sync::oneshot::Sender<Vec<(u32, i64)>>,
-    },
-}
-
-/// Where checkpoints go.
-pub(super) enum Persist {
-    Files(Checkpointer),
-    #[cfg(feature = "kafka")]
-    Kafka(super::kafka_run::KafkaPersist),
 }
 
 /// What one batch came to, in one message.

@@ -7,37 +7,14 @@ use std::hash::Hash;
 
 use super::batch::JsonDecoder;
 use super::extract::{as_feedback, FieldExtractor, MAX_VIEW};
-use super::run::DynamicAggregation;
+pub use super::record::{key_hash, Envelope, Fed};
 use crate::aggregation::AggregationResult;
+use crate::aggregation::{AggregationSpec, AggregationState};
 use crate::error::ProcessorResult;
 use crate::event::{GroupingKey, KeyView};
-use crate::operator::{Admission, Fired, WindowFunction, WindowOperator};
+use crate::operator::{Fired, WindowFunction, WindowOperator};
+use crate::window::Window;
 use crate::window::WindowTrigger;
-
-/// Timestamp and key given by the record's envelope, which win over the event's own.
-#[derive(Debug, Clone, Default)]
-pub struct Envelope {
-    /// Event time in epoch milliseconds.
-    pub timestamp: Option<i64>,
-    /// Grouping key (dynamic pipelines only).
-    pub key: Option<GroupingKey>,
-    /// Event time (ms) for an event whose own timestamp is missing or unreadable (a Kafka
-    /// record's timestamp); derived events always have theirs.
-    pub fallback_timestamp: Option<i64>,
-    /// The fields the record had, when its decoder knows (the built-in
-    /// [`FeedbackEvent`](crate::FeedbackEvent) decoded from JSON): a field outside the set
-    /// was missing or null, which is not the same as zero.
-    pub present: Option<crate::event::FeedbackFields>,
-}
-
-/// What became of one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fed {
-    /// The event at this event time (ms) was offered to the operator.
-    Offered(i64, Admission),
-    /// The pipeline's filter left it out; its event time (ms) still moves the watermark.
-    Filtered(i64),
-}
 
 /// The compiled part of a pipeline: how an event becomes a key, an event time and an
 /// aggregation input, and how a fired window becomes a row.
@@ -247,14 +224,53 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
     }
 }
 
-/// A hash of a key that is the same in every process and run (SipHash with fixed keys).
-pub fn key_hash<K: std::hash::Hash + ?Sized>(key: &K) -> u64 {
-    use std::hash::Hasher;
-    #[allow(
-        deprecated,
-        reason = "SipHasher is the stable, seedless hasher std offers"
-    )]
-    let mut h = std::hash::SipHasher::new();
-    key.hash(&mut h);
-    h.finish()
+/// The aggregation of the dynamic builder: an [`AggregationState`] per key and window,
+/// computing what an [`AggregationSpec`] enables. Events whose value is null are counted
+/// in no statistic but still open their window.
+#[derive(Debug, Clone, Default)]
+pub struct DynamicAggregation {
+    spec: AggregationSpec,
+}
+
+impl DynamicAggregation {
+    /// Computes what `spec` enables.
+    pub fn new(spec: AggregationSpec) -> Self {
+        DynamicAggregation { spec }
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &AggregationSpec {
+        &self.spec
+    }
+
+    /// The result row of a fired window.
+    pub fn row(&self, f: Fired<'_, GroupingKey, AggregationState>) -> AggregationResult {
+        let window = Window::from_millis(f.start, f.end);
+        let mut r = self.spec.result(f.key.clone(), window, f.acc, f.is_update);
+        r.replaces = f
+            .replaces
+            .iter()
+            .map(|&(s, e)| Window::from_millis(s, e))
+            .collect();
+        r
+    }
+}
+
+impl WindowFunction for DynamicAggregation {
+    type Input = Option<f64>;
+    type Acc = AggregationState;
+    fn create(&self) -> AggregationState {
+        AggregationState::for_spec(Window::from_millis(0, 0), &self.spec)
+    }
+    fn add(&self, acc: &mut AggregationState, input: &Option<f64>) {
+        if let Some(v) = input {
+            acc.add_value(*v);
+        }
+    }
+    fn merge(&self, into: &mut AggregationState, from: &AggregationState) {
+        into.merge(from);
+    }
+    fn count(&self, acc: &AggregationState) -> u64 {
+        acc.count
+    }
 }

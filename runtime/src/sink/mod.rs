@@ -6,6 +6,7 @@
 mod collector;
 mod console;
 mod dead_letter;
+mod error_handler;
 mod file;
 mod flat_row;
 mod kafka;
@@ -16,6 +17,7 @@ mod websocket;
 pub use collector::CollectorSink;
 pub use console::ConsoleSink;
 pub use dead_letter::{DeadLetterRecord, DeadLetterSink};
+pub use error_handler::{ErrorDisposition, ErrorHandler};
 pub use file::FileSink;
 pub use flat_row::{FlatRow, FlatRows};
 pub use kafka::{KafkaAggregationSink, KafkaProducerConfig};

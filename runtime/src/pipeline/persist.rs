@@ -1,0 +1,116 @@
+//! Where a run's checkpoints go and what one holds per worker: the pipeline's
+//! [`Checkpointer`] (file and stdin runs), or one file per Kafka partition.
+
+#[cfg(feature = "kafka")]
+use std::time::Instant;
+
+use super::checkpoint::{Checkpointer, Meta};
+#[cfg(feature = "kafka")]
+use super::sinks::SinkSet;
+#[cfg(feature = "kafka")]
+use crate::error::ProcessorResult;
+#[cfg(feature = "kafka")]
+use crate::kafka::{PartitionCheckpoint, PartitionStore};
+#[cfg(feature = "kafka")]
+use crate::metrics::ProcessorMetrics;
+
+/// Where a Kafka partition's operator reads from.
+#[derive(Debug, Clone)]
+pub(super) struct Place {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// One operator of a worker at a checkpoint barrier.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+pub(super) struct SlotState {
+    pub slot: u32,
+    pub place: Option<Place>,
+    /// The offset of the last record in it (Kafka).
+    pub last_offset: Option<i64>,
+    pub state: Vec<u8>,
+}
+
+/// What a checkpoint writes once every worker's state is in.
+pub(super) enum Begin {
+    /// A file pipeline's checkpoint record.
+    Files(Meta),
+    /// A Kafka checkpoint: each partition's state with its watermark mark; the next
+    /// offsets to commit are sent back on `reply`.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    Kafka {
+        id: u64,
+        marks: Vec<(u32, i64)>,
+        reply: tokio::sync::oneshot::Sender<Vec<(u32, i64)>>,
+    },
+}
+
+/// Where checkpoints go.
+pub(super) enum Persist {
+    Files(Checkpointer),
+    #[cfg(feature = "kafka")]
+    Kafka(KafkaPersist),
+}
+
+#[cfg(feature = "kafka")]
+/// Where a Kafka pipeline's checkpoints go: each partition's state in its own file,
+/// between the result sinks' prepare and commit, as one aligned checkpoint over every
+/// worker (see [`super::parallel`]).
+pub(crate) struct KafkaPersist {
+    pub store: PartitionStore,
+    pub describe: String,
+}
+
+#[cfg(feature = "kafka")]
+impl KafkaPersist {
+    /// Writes checkpoint `id`: result sinks deliver everything, each partition's state is
+    /// written with its watermark mark, sinks publish; returns the next offset to commit
+    /// per partition.
+    pub(super) async fn checkpoint<R: Send + 'static>(
+        &self,
+        id: u64,
+        marks: &[(u32, i64)],
+        states: Vec<SlotState>,
+        set: SinkSet<'_, R>,
+        metrics: &ProcessorMetrics,
+    ) -> ProcessorResult<Vec<(u32, i64)>> {
+        let t0 = Instant::now();
+        for sink in set.results {
+            set.handler.retry(|| sink.prepare_commit(id)).await?;
+        }
+        if let Some(s) = set.late {
+            set.handler.retry(|| s.flush()).await?;
+        }
+        let dead = set.handler.dead_letter_sink();
+        set.handler.retry(|| dead.flush()).await?;
+        let mut offsets = Vec::new();
+        for s in states {
+            let (Some(place), Some(offset)) = (s.place, s.last_offset) else {
+                continue;
+            };
+            let max_event_time = marks
+                .iter()
+                .find(|(p, _)| *p == s.slot)
+                .map_or(i64::MIN, |&(_, m)| m);
+            let c = PartitionCheckpoint {
+                pipeline: self.describe.clone(),
+                offset,
+                max_event_time,
+                operator: s.state,
+            };
+            self.store.save(&place.topic, place.partition, &c)?;
+            offsets.push((s.slot, offset + 1));
+        }
+        for sink in set.results {
+            sink.commit(id).await?;
+        }
+        metrics.record_checkpoint(id, t0.elapsed());
+        tracing::debug!(
+            checkpoint = id,
+            partitions = offsets.len(),
+            "partitions checkpointed"
+        );
+        Ok(offsets)
+    }
+}
