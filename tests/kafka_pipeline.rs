@@ -576,3 +576,58 @@ async fn a_corrupt_partition_state_file_stops_the_run_and_publishes_no_row() {
     .unwrap();
     assert!(rows.is_empty(), "published: {:?}", rows.first());
 }
+
+/// A key whose events arrive on two partitions is not merged yet (state is per partition
+/// until the keyed exchange): never silently. It is counted in
+/// `processor_keys_on_several_partitions_total` (once per key) and warned about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_on_two_partitions_is_counted_and_warned_about() {
+    let t = topics().await;
+    let mut evs = events(40);
+    // Every event of one key, alternately on partitions 0 and 1; the others as usual.
+    for (i, (p, e)) in evs.iter_mut().enumerate() {
+        if e.model == MODELS[0] && e.region == REGIONS[0] {
+            *p = (i % 2) as i32;
+        }
+    }
+    let mut recs = records(&evs);
+    recs.extend(records(&sentinels()));
+    produce(&t.events, &recs).await;
+    let metrics = Arc::new(ProcessorMetrics::new());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(
+        create_pipeline::<FeedbackEvent>()
+            .with_kafka_source(KafkaConfig {
+                bootstrap_servers: t.servers.clone(),
+                group_id: t.group.clone(),
+                topics: vec![t.events.clone()],
+                session_timeout_ms: 30_000,
+                ..Default::default()
+            })
+            .with_tumbling_window(Duration::from_secs(60))
+            .with_metrics(Arc::clone(&metrics))
+            .with_sink(CollectorSink::<AggregationResult>::new())
+            .with_shutdown_signal(async {
+                let _ = stopped.await;
+            })
+            .build()
+            .unwrap()
+            .run(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let want = "processor_keys_on_several_partitions_total 1";
+    while !metrics.export().contains(want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {want} within 90 s:\n{}",
+            metrics.export()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop.send(());
+    within(STOPS, "the pipeline's run to end after its stop", run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(metrics.export().contains(want), "one key, counted once");
+}

@@ -43,6 +43,7 @@ pub struct ProcessorMetrics {
     checkpoints: IntCounter,
     checkpoint_duration: Histogram,
     last_checkpoint: IntGauge,
+    keys_split: IntCounter,
 }
 
 impl Default for ProcessorMetrics {
@@ -153,6 +154,11 @@ impl ProcessorMetrics {
                 "id of the last checkpoint completed",
             ),
             checkpoint_duration,
+            keys_split: counter(
+                &registry,
+                "processor_keys_on_several_partitions_total",
+                "keys seen on a second Kafka partition (their rows are partial, one per partition, until the keyed exchange of issue #25)",
+            ),
             partition_watermarks,
             source_offsets,
             sink_dropped,
@@ -223,6 +229,10 @@ impl ProcessorMetrics {
     /// Counts `n` events read (one batch).
     pub fn record_events_processed(&self, n: u64) {
         self.events_processed.inc_by(n);
+    }
+    /// Counts a key seen on a second Kafka partition.
+    pub fn record_key_split(&self) {
+        self.keys_split.inc();
     }
     /// Counts a late event.
     pub fn record_late_event(&self) {

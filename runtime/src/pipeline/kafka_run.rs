@@ -18,6 +18,7 @@ use super::record::{dead_letter, payload_text, SkewGuard};
 use super::summary::RunSummary;
 use crate::error::{ProcessorError, ProcessorResult};
 use crate::kafka::{start_consumer, Delivery, KafkaRecord, PartitionStore};
+use crate::metrics::ProcessorMetrics;
 use crate::source::Payload;
 use crate::window::{EventTimeTrigger, WindowTrigger};
 
@@ -49,6 +50,48 @@ where
     offsets
         .await
         .map_err(|_| ProcessorError::Internal("the checkpoint was not written".into()))
+}
+
+/// The partition each key was first seen on. State is held per partition until the
+/// keyed exchange of issue #25, so a key whose events arrive on two partitions (or two
+/// topics) gets one partial row per partition: never silently. The first partition wins;
+/// each key seen on another one is counted
+/// (`processor_keys_on_several_partitions_total`) and warned about once.
+#[derive(Default)]
+struct KeyHomes {
+    home: HashMap<u64, u32>,
+    split: std::collections::HashSet<u64>,
+}
+
+/// Keys warned about by name at most; the metric counts them all.
+const SPLIT_WARNINGS: usize = 20;
+
+impl KeyHomes {
+    fn check(
+        &mut self,
+        hash: u64,
+        pid: u32,
+        places: &HashMap<u32, Place>,
+        metrics: &ProcessorMetrics,
+    ) {
+        let home = *self.home.entry(hash).or_insert(pid);
+        if home == pid || !self.split.insert(hash) {
+            return;
+        }
+        metrics.record_key_split();
+        if self.split.len() <= SPLIT_WARNINGS {
+            let place = |pid: u32| match places.get(&pid) {
+                Some(p) => format!("{}/{}", p.topic, p.partition),
+                None => format!("partition {pid}"),
+            };
+            tracing::warn!(
+                key_hash = hash,
+                first = %place(home),
+                now = %place(pid),
+                "a key arrives on a second partition: its rows are partial, one per partition; key the producers by the grouping key (the keyed exchange that lifts this is issue #25)"
+            );
+        }
+    }
 }
 
 impl<T, P> Pipeline<T, P>
@@ -143,6 +186,7 @@ where
         let mut load = vec![0usize; parallelism];
         let mut last_offsets: HashMap<u32, i64> = HashMap::new();
         let mut places: HashMap<u32, Place> = HashMap::new();
+        let mut homes = KeyHomes::default();
         let mut parts: Vec<Vec<ToWorker<T>>> = (0..parallelism).map(|_| Vec::new()).collect();
         let mut events_in = 0u64;
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
@@ -274,15 +318,15 @@ where
                     );
                     // Decoded and timed, or the reason it goes to the dead letters.
                     let timed = decoded.and_then(|(event, raw, mut envelope)| {
-                        let ts = plan.event_time(&event, &mut envelope).and_then(|ts| {
-                            guard.and_then(|g| g.check(ts)).map_or(Ok(ts), Err)
+                        let routed = plan.route(&event, &mut envelope).and_then(|(ts, hash)| {
+                            guard.and_then(|g| g.check(ts)).map_or(Ok((ts, hash)), Err)
                         });
-                        match ts {
-                            Ok(ts) => Ok((event, raw, envelope, ts)),
+                        match routed {
+                            Ok((ts, hash)) => Ok((event, raw, envelope, ts, hash)),
                             Err(e) => Err((e, payload_text(&event, raw.as_deref()))),
                         }
                     });
-                    let (event, raw, envelope, ts) = match timed {
+                    let (event, raw, envelope, ts, hash) = match timed {
                         Ok(t) => t,
                         Err((err, text)) => {
                             let at = at_text(&places, pid, offset);
@@ -291,6 +335,7 @@ where
                         }
                     };
                     newest = newest.max(ts);
+                    homes.check(hash, pid, &places, &metrics);
                     let routed = Routed { slot: pid, partition: pid, ts, event, envelope, raw, at };
                     route(&mut parts, w, routed, &mut *watermark, t0, &metrics);
                 }
