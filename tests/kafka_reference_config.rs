@@ -58,6 +58,60 @@ fn row_key(v: &serde_json::Value) -> String {
     format!("{}|{}|{}", v["model"], v["region"], v["window_start"])
 }
 
+/// Rows by key and window.
+type Rows = BTreeMap<String, serde_json::Value>;
+
+/// The reference's configuration over `events` as a file (in `dir`): the rows to expect.
+fn file_rows(dir: &Path, events: &[FeedbackEvent]) -> Rows {
+    std::fs::write(dir.join("events.jsonl"), to_json_lines(events)).unwrap();
+    let out = child::run(
+        Command::new(env!("CARGO_BIN_EXE_processor"))
+            .current_dir(dir)
+            .args(["run", "--config", REFERENCE, "--input", "events.jsonl"])
+            .args(["--output", "expected.jsonl"])
+            .envs(overrides(&dir.join("file"))),
+        DEADLINE,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Rows = std::fs::read_to_string(dir.join("expected.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (row_key(&v), v))
+        .collect();
+    assert!(want.len() > 100, "{} rows expected", want.len());
+    want
+}
+
+/// This run's rows among what was read (other runs' rows and the sentinels left out).
+fn ours(run: &str, reads: &[Read]) -> Rows {
+    reads
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+        .filter(|v| {
+            v["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(run) && !m.ends_with("sentinel"))
+        })
+        .map(|v| (row_key(&v), v))
+        .collect()
+}
+
+/// Reads `topic` until this run's `expected` rows are in, or `timeout`.
+async fn read_rows(topic: &str, run: &str, expected: usize, timeout: Duration) -> Rows {
+    let (topic, run) = (topic.to_owned(), run.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let rows = read_topic(&topic, timeout, |r| ours(&run, r).len() >= expected);
+        ours(&run, &rows)
+    })
+    .await
+    .unwrap()
+}
+
 /// 1,200 events of this run's own models (so rows of earlier runs on the same broker are
 /// told apart), with disorder inside the reference's 30 s bound, one day back.
 fn workload(run: &str) -> Vec<FeedbackEvent> {
@@ -96,36 +150,7 @@ async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
     let events = workload(&run);
 
     // The same configuration over a file: the rows to expect.
-    std::fs::write(dir.path().join("events.jsonl"), to_json_lines(&events)).unwrap();
-    let file_dir = dir.path().join("file");
-    let out = child::run(
-        Command::new(env!("CARGO_BIN_EXE_processor"))
-            .current_dir(dir.path())
-            .args([
-                "run",
-                "--config",
-                REFERENCE,
-                "--input",
-                "events.jsonl",
-                "--output",
-                "expected.jsonl",
-            ])
-            .envs(overrides(&file_dir)),
-        DEADLINE,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want: BTreeMap<String, serde_json::Value> =
-        std::fs::read_to_string(dir.path().join("expected.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .map(|v| (row_key(&v), v))
-            .collect();
-    assert!(want.len() > 100, "{} rows expected", want.len());
+    let want = file_rows(dir.path(), &events);
 
     // Each key to one partition of one topic; then, in every partition, one event three
     // hours on (it moves every partition's watermark past the last window) and two
@@ -176,31 +201,13 @@ async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
             .env("PROCESSOR_OUTPUT__KIND", "kafka")
             .env("RUST_LOG", "info"),
     );
-    let run_id = run.clone();
-    let ours = move |reads: &[Read]| -> BTreeMap<String, serde_json::Value> {
-        reads
-            .iter()
-            .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
-            .filter(|v| {
-                v["model"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with(&run_id) && !m.ends_with("sentinel"))
-            })
-            .map(|v| (row_key(&v), v))
-            .collect()
-    };
-    let expected = want.len();
-    let rows = tokio::task::spawn_blocking({
-        let ours = ours.clone();
-        move || {
-            read_topic("aggregated-metrics", Duration::from_secs(240), |r| {
-                ours(r).len() >= expected
-            })
-        }
-    })
-    .await
-    .unwrap();
-    let got = ours(&rows);
+    let got = read_rows(
+        "aggregated-metrics",
+        &run,
+        want.len(),
+        Duration::from_secs(240),
+    )
+    .await;
     let text = child.stderr_text();
     let missing: Vec<_> = want
         .keys()
@@ -255,34 +262,16 @@ async fn an_empty_topic_does_not_stall_the_windows() {
     let dir = tempfile::tempdir().unwrap();
     let run = unique("idle");
     let (busy, empty) = (format!("{run}-feedback"), format!("{run}-metrics"));
+    // Rows to a topic of its own: the shared one grows with every run of the other test.
+    let rows_topic = format!("{run}-rows");
     create_topic(&busy, 4).await;
     create_topic(&empty, 2).await;
-    for topic in ["aggregated-metrics", "processor-dead-letter", "late-events"] {
+    create_topic(&rows_topic, 1).await;
+    for topic in ["processor-dead-letter", "late-events"] {
         create_topic(topic, 1).await;
     }
     let events = workload(&run);
-    std::fs::write(dir.path().join("events.jsonl"), to_json_lines(&events)).unwrap();
-    let out = child::run(
-        Command::new(env!("CARGO_BIN_EXE_processor"))
-            .current_dir(dir.path())
-            .args(["run", "--config", REFERENCE, "--input", "events.jsonl"])
-            .args(["--output", "expected.jsonl"])
-            .envs(overrides(&dir.path().join("file"))),
-        DEADLINE,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want: BTreeMap<String, serde_json::Value> =
-        std::fs::read_to_string(dir.path().join("expected.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .map(|v| (row_key(&v), v))
-            .collect();
-    assert!(want.len() > 100, "{} rows expected", want.len());
+    let want = file_rows(dir.path(), &events);
 
     // Each key to one partition of the busy topic, then one event three hours on in each
     // of its partitions; nothing to the other topic.
@@ -320,38 +309,13 @@ async fn an_empty_topic_does_not_stall_the_windows() {
                 "PROCESSOR_KAFKA__CONSUMER__TOPICS",
                 format!("[{busy}, {empty}]"),
             )
+            .env("PROCESSOR_KAFKA__PRODUCER__RESULT_TOPIC", &rows_topic)
             .env("PROCESSOR_WATERMARK__IDLE_TIMEOUT_SECS", "3")
             .env("PROCESSOR_SOURCE__KIND", "kafka")
             .env("PROCESSOR_OUTPUT__KIND", "kafka")
             .env("RUST_LOG", "info"),
     );
-    let ours = {
-        let run = run.clone();
-        move |reads: &[Read]| -> BTreeMap<String, serde_json::Value> {
-            reads
-                .iter()
-                .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
-                .filter(|v| {
-                    v["model"]
-                        .as_str()
-                        .is_some_and(|m| m.starts_with(&run) && !m.ends_with("sentinel"))
-                })
-                .map(|v| (row_key(&v), v))
-                .collect()
-        }
-    };
-    let expected = want.len();
-    let rows = tokio::task::spawn_blocking({
-        let ours = ours.clone();
-        move || {
-            read_topic("aggregated-metrics", Duration::from_secs(180), |r| {
-                ours(r).len() >= expected
-            })
-        }
-    })
-    .await
-    .unwrap();
-    let got = ours(&rows);
+    let got = read_rows(&rows_topic, &run, want.len(), Duration::from_secs(180)).await;
     if got != want {
         child.fail(&format!(
             "{} rows expected, {} read, {} of them different",

@@ -59,8 +59,9 @@ where
 /// (`processor_keys_on_several_partitions_total`) and warned about once.
 #[derive(Default)]
 struct KeyHomes {
-    home: HashMap<u64, u32>,
-    split: std::collections::HashSet<u64>,
+    /// Looked up per record: hashbrown's fast hasher (the key is already a hash).
+    home: hashbrown::HashMap<u64, u32>,
+    split: hashbrown::HashSet<u64>,
 }
 
 /// Keys warned about by name at most; the metric counts them all.
