@@ -59,6 +59,9 @@ fn config(dir: &Path, s: &Setup, kafka: bool) -> PathBuf {
   output: {{ kind: {output}, path: {dir}/expected.jsonl }}
   error_handling: {{ dead_letter_topic: {dead} }}
   kafka:
+    # The producers key each record by its model and region: the instances split the
+    # partitions, each partition's state moving with it.
+    partitioned_by_key: true
     consumer:
       bootstrap_servers: "{bootstrap}"
       group_id: {group}

@@ -4,8 +4,9 @@
 //! cannot be as written on a test machine is overridden by `PROCESSOR_…` variables: the
 //! bootstrap servers, the state paths, the metrics port, and `source.kind` / `output.kind`
 //! (our extension: without them the processor reads its bundled sample). Events go to
-//! `feedback-events` and `performance-metrics`; the rows read back from
-//! `aggregated-metrics` equal the same configuration's rows over a file, and the
+//! `feedback-events` and `performance-metrics`, every key on every partition of both; every
+//! row read back from `aggregated-metrics` (not only the latest per key: a partial or a
+//! duplicate row shows) equals the same configuration's rows over a file, and the
 //! malformed records are in `processor-dead-letter`.
 #![cfg(all(feature = "kafka", feature = "rocksdb"))]
 
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use child::{Proc, DEADLINE};
 
-use kafka::{bootstrap, create_topic, produce, read_topic, unique, Read, Record};
+use kafka::{bootstrap, canonical, create_topic, produce, read_topic, unique, Read, Record};
 use llm_optimizer_processor::workload::{generate, to_json_lines, WorkloadSpec};
 use llm_optimizer_processor::FeedbackEvent;
 
@@ -80,7 +81,7 @@ fn file_rows(dir: &Path, events: &[FeedbackEvent]) -> Rows {
     let want: Rows = std::fs::read_to_string(dir.join("expected.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| canonical(&serde_json::from_str::<serde_json::Value>(l).unwrap()))
         .map(|v| (row_key(&v), v))
         .collect();
     assert!(want.len() > 100, "{} rows expected", want.len());
@@ -97,8 +98,37 @@ fn ours(run: &str, reads: &[Read]) -> Rows {
                 .as_str()
                 .is_some_and(|m| m.starts_with(run) && !m.ends_with("sentinel"))
         })
-        .map(|v| (row_key(&v), v))
+        .map(|v| (row_key(&v), canonical(&v)))
         .collect()
+}
+
+/// Every row of this run among what was read, as text, sorted: a multiset, in which a
+/// partial or a repeated row shows.
+fn all_ours(run: &str, reads: &[Read]) -> Vec<String> {
+    let mut rows: Vec<String> = reads
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+        .filter(|v| {
+            v["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(run) && !m.ends_with("sentinel"))
+        })
+        .map(|v| canonical(&v).to_string())
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Every row of the file run (`file_rows` wrote them to `dir/expected.jsonl`), as
+/// [`all_ours`] gives them.
+fn all_file_rows(dir: &Path) -> Vec<String> {
+    let mut rows: Vec<String> = std::fs::read_to_string(dir.join("expected.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| canonical(&serde_json::from_str::<serde_json::Value>(l).unwrap()).to_string())
+        .collect();
+    rows.sort();
+    rows
 }
 
 /// Reads `topic` until this run's `expected` rows are in, or `timeout`.
@@ -152,23 +182,33 @@ async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
     // The same configuration over a file: the rows to expect.
     let want = file_rows(dir.path(), &events);
 
-    // Each key to one partition of one topic; then, in every partition, one event three
-    // hours on (it moves every partition's watermark past the last window) and two
-    // malformed records in the first.
-    let hash = |e: &FeedbackEvent| {
-        e.model
-            .bytes()
-            .chain(e.region.bytes())
-            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
-    };
+    // Every key on every partition of both topics, at random (producers keyed by request,
+    // not by the grouping key); then, in every partition, one event three hours on (it
+    // moves every partition's watermark past the last window) and two malformed records in
+    // the first.
+    let partitions: Vec<(usize, i32)> = TOPICS
+        .iter()
+        .enumerate()
+        .flat_map(|(t, (_, n))| (0..*n).map(move |p| (t, p)))
+        .collect();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut records: Vec<Vec<Record>> = vec![Vec::new(); TOPICS.len()];
+    let mut homes: BTreeMap<String, std::collections::BTreeSet<(usize, i32)>> = BTreeMap::new();
     for e in &events {
-        let h = hash(e);
-        let t = (h as usize / 7) % TOPICS.len();
-        let p = (h % TOPICS[t].1 as u32) as i32;
-        let key = format!("{}/{}", e.model, e.region);
-        records[t].push((p, key, serde_json::to_vec(e).unwrap()));
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let (t, p) = partitions[(seed % partitions.len() as u64) as usize];
+        homes
+            .entry(format!("{}/{}", e.model, e.region))
+            .or_default()
+            .insert((t, p));
+        records[t].push((p, e.event_id.clone(), serde_json::to_vec(e).unwrap()));
     }
+    assert!(
+        homes.values().all(|h| h.len() == partitions.len()),
+        "every key on every partition: {homes:?}"
+    );
     let last = events.iter().map(|e| e.timestamp).max().unwrap();
     for (t, (_, partitions)) in TOPICS.iter().enumerate() {
         for p in 0..*partitions {
@@ -252,6 +292,49 @@ async fn the_reference_configuration_runs_as_written_at_parallelism_4() {
     if !status.success() {
         child.fail(&format!("the processor failed after SIGTERM: {status}"));
     }
+
+    // Every row, not only the latest per key: one per key and window, as in the file run
+    // (no event is late in either order, so no update row either).
+    // Read up to a marker written after the processor ended (the topic has one partition).
+    let marker = format!("end of {run}");
+    produce(
+        "aggregated-metrics",
+        &[(0, "end".into(), marker.clone().into_bytes())],
+    )
+    .await;
+    let all = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || {
+            let reads = read_topic("aggregated-metrics", Duration::from_secs(120), |r| {
+                r.iter().any(|x| x.payload == marker)
+            });
+            assert!(
+                reads.iter().any(|x| x.payload == marker),
+                "the marker was read"
+            );
+            all_ours(&run, &reads)
+        }
+    })
+    .await
+    .unwrap();
+    let want_all = all_file_rows(dir.path());
+    assert_eq!(
+        want_all.len(),
+        want.len(),
+        "the file run: one row per key and window"
+    );
+    if all != want_all {
+        let extra: Vec<_> = all
+            .iter()
+            .filter(|r| !want_all.contains(r))
+            .take(3)
+            .collect();
+        panic!(
+            "{} rows expected, {} read; not expected: {extra:#?}",
+            want_all.len(),
+            all.len()
+        );
+    }
 }
 
 /// The reference's configuration with its second topic empty: with
@@ -273,17 +356,17 @@ async fn an_empty_topic_does_not_stall_the_windows() {
     let events = workload(&run);
     let want = file_rows(dir.path(), &events);
 
-    // Each key to one partition of the busy topic, then one event three hours on in each
-    // of its partitions; nothing to the other topic.
+    // Every key on every partition of the busy topic, then one event three hours on in
+    // each of its partitions; nothing to the other topic.
     let mut records: Vec<Record> = events
         .iter()
-        .map(|e| {
-            let key = format!("{}/{}", e.model, e.region);
-            let p = key
-                .bytes()
-                .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
-                % 4;
-            (p as i32, key, serde_json::to_vec(e).unwrap())
+        .enumerate()
+        .map(|(i, e)| {
+            (
+                (i % 4) as i32,
+                e.event_id.clone(),
+                serde_json::to_vec(e).unwrap(),
+            )
         })
         .collect();
     let last = events.iter().map(|e| e.timestamp).max().unwrap();
@@ -310,7 +393,9 @@ async fn an_empty_topic_does_not_stall_the_windows() {
                 format!("[{busy}, {empty}]"),
             )
             .env("PROCESSOR_KAFKA__PRODUCER__RESULT_TOPIC", &rows_topic)
-            .env("PROCESSOR_WATERMARK__IDLE_TIMEOUT_SECS", "3")
+            // The default `watermark.idle_timeout_secs` (30): long enough for every busy
+            // partition's first fetch on a loaded broker (a partition whose backlog has not
+            // arrived within it is passed over: see the README).
             .env("PROCESSOR_SOURCE__KIND", "kafka")
             .env("PROCESSOR_OUTPUT__KIND", "kafka")
             .env("RUST_LOG", "info"),

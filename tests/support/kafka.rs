@@ -222,3 +222,26 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> 
         })
         .collect()
 }
+
+/// `v` with every number rounded to 12 significant digits: floating-point aggregates
+/// (average, stddev) can differ in their last bits when the same events arrive in another
+/// order (over several partitions), as in any engine that adds in arrival order.
+#[allow(dead_code)]
+pub fn canonical(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f != 0.0 && f.is_finite() => {
+                let digits = 11 - f.abs().log10().floor() as i32;
+                let scale = 10f64.powi(digits);
+                serde_json::json!((f * scale).round() / scale)
+            }
+            _ => v.clone(),
+        },
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, x)| (k.clone(), canonical(x))).collect())
+        }
+        _ => v.clone(),
+    }
+}

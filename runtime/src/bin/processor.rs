@@ -217,10 +217,16 @@ async fn run(cli: Cli) -> ProcessorResult<()> {
                 (Some(path), _) => b.with_file_source(path),
                 (None, "file") => b.with_file_source(&p.source.path),
                 (None, "stdin") => b.with_stdin_source(),
-                (None, "kafka") if p.kafka.timestamp_fallback => b
-                    .with_kafka_source(p.kafka.consumer.clone())
-                    .with_kafka_timestamp_fallback(),
-                (None, "kafka") => b.with_kafka_source(p.kafka.consumer.clone()),
+                (None, "kafka") => {
+                    b = b.with_kafka_source(p.kafka.consumer.clone());
+                    if p.kafka.timestamp_fallback {
+                        b = b.with_kafka_timestamp_fallback();
+                    }
+                    if p.kafka.partitioned_by_key {
+                        b = b.with_kafka_partitioned_by_key();
+                    }
+                    b
+                }
                 _ => b.with_source(FileSource::from_static("sample", SAMPLE)),
             };
             let sample =

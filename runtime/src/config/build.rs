@@ -31,8 +31,8 @@ pub fn state_backend(config: &Config) -> ProcessorResult<Arc<dyn StateBackend>> 
     ))
 }
 
-/// A dead-letter queue named `topic`: a Kafka topic when the pipeline reads from or
-/// writes to Kafka (with the `kafka.producer` settings), else a file.
+/// A dead-letter queue named `topic`: a Kafka topic when the pipeline writes its rows to
+/// Kafka (with the `kafka.producer` settings), else a file.
 fn queue(config: &Config, topic: &str, kafka: bool) -> ProcessorResult<DeadLetterSink> {
     let q = DeadLetterSink::new(topic);
     #[cfg(feature = "kafka")]
@@ -72,7 +72,9 @@ pub fn pipeline_from_config(config: &Config) -> ProcessorResult<PipelineBuilder<
         _ => ErrorPolicy::DeadLetter,
     };
     let keys: Vec<&str> = p.keys.iter().map(String::as_str).collect();
-    let kafka = p.source.kind == "kafka" || p.output.kind == "kafka";
+    // Side outputs go where the rows go: to Kafka with a Kafka output, else to files
+    // (staged with each checkpoint, whatever the source).
+    let kafka = p.output.kind == "kafka";
     let dead_letters = queue(config, &eh.dead_letter_topic, kafka)?;
     let late_events = queue(config, "late-events", kafka)?;
     let mut b = create_pipeline::<FeedbackEvent>()

@@ -280,6 +280,11 @@ pub struct KafkaSection {
     pub producer: KafkaProducerConfig,
     /// An event without a readable timestamp takes its Kafka record's timestamp.
     pub timestamp_fallback: bool,
+    /// Every producer keys its records by the grouping key (all events of a key in one
+    /// partition of one topic): each partition keeps its own state, and several instances
+    /// of the group split the partitions. Off: one instance reads every partition and owns
+    /// every key.
+    pub partitioned_by_key: bool,
 }
 
 /// `metrics:`

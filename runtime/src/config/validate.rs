@@ -263,6 +263,11 @@ pub fn check_runnable(config: &Config) -> ProcessorResult<()> {
                 "`processor.kafka.consumer.topics` is empty with a Kafka source: list the topics to read".into(),
             ));
         }
+        if p.kafka.partitioned_by_key && p.output.kind == "file" {
+            return Err(ProcessorError::Config(
+                "`processor.kafka.partitioned_by_key` is true with `processor.output.kind: file`: instances that split the partitions cannot share one file's commits; write to Kafka (`output.kind: kafka`), or set `partitioned_by_key: false` (one instance owns every key, and a file output is exactly once)".into(),
+            ));
+        }
     }
     if !cfg!(feature = "kafka") {
         for (key, kind) in [
@@ -279,4 +284,29 @@ pub fn check_runnable(config: &Config) -> ProcessorResult<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file output cannot be shared by instances that split the partitions: refused,
+    /// naming the key and the fix; each alone is accepted.
+    #[test]
+    fn partitioned_by_key_with_a_file_output_is_refused() {
+        let mut c = crate::config::default_config().unwrap();
+        c.processor.source.kind = "kafka".into();
+        c.processor.output.kind = "file".into();
+        c.processor.output.path = "rows.jsonl".into();
+        c.processor.state.backend = "memory".into();
+        assert!(check_runnable(&c).is_ok(), "{:?}", check_runnable(&c));
+        c.processor.kafka.partitioned_by_key = true;
+        let e = check_runnable(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("`processor.kafka.partitioned_by_key`") && e.contains("output.kind: kafka"),
+            "{e}"
+        );
+        c.processor.output.kind = "kafka".into();
+        assert!(check_runnable(&c).is_ok());
+    }
 }

@@ -4,7 +4,8 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -49,16 +50,54 @@ pub(crate) enum Delivery {
     Records(Vec<KafkaRecord>),
     /// Partitions assigned (their records follow).
     Assigned(Vec<PartitionAssigned>),
-    /// Partitions being revoked: the run loop checkpoints them, drops their state and
-    /// answers with the next offset to commit for each (none of their records follow).
-    Revoked(Vec<u32>, std_mpsc::SyncSender<Vec<(u32, i64)>>),
+    /// Partitions being revoked: the run loop checkpoints them and answers with the
+    /// checkpoint's id and the next offset to commit for each (none of their records
+    /// follow until they are assigned again).
+    Revoked(Vec<u32>, std_mpsc::SyncSender<Commit>),
     /// The consumer cannot go on.
     Failed(ProcessorError),
 }
 
+/// Offsets to commit once the checkpoint holding them is durable: the checkpoint's id and
+/// the next offset to read per partition. The consumer commits only ids above the last it
+/// committed, so offsets never move backwards (a periodic commit queued before a
+/// revocation's synchronous one is dropped).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Commit {
+    pub id: u64,
+    pub offsets: Vec<(u32, i64)>,
+}
+
 enum Command {
-    Commit(Vec<(u32, i64)>),
+    Commit(Commit),
     Stop,
+}
+
+/// Where the consumer starts reading each partition it is assigned.
+#[derive(Debug)]
+pub(crate) enum Start {
+    /// Each partition from its own checkpoint file (a partition's state moves with it:
+    /// `partitioned_by_key`); without a file, from the group's committed offset.
+    PartitionFiles(Option<PartitionStore>),
+    /// One instance owns every key: every partition of the topics is assigned to it
+    /// directly (no group rebalances: as Flink's Kafka source), found when it starts and
+    /// every [`DISCOVERY`] after; each read from these next offsets (the pipeline's
+    /// checkpoint), a partition not in it from the group's committed offset. The group
+    /// only keeps the committed offsets (for lag).
+    Positions(HashMap<u32, i64>),
+}
+
+/// Sends commits to the consumer thread, from whoever writes the checkpoints.
+#[derive(Debug, Clone)]
+pub(crate) struct Committer(std_mpsc::Sender<Command>);
+
+impl Committer {
+    /// Commits `c` to the group (after the checkpoint holding it is durable).
+    pub fn commit(&self, c: Commit) {
+        if !c.offsets.is_empty() {
+            let _ = self.0.send(Command::Commit(c));
+        }
+    }
 }
 
 /// The consumer thread, seen from the run loop.
@@ -69,11 +108,9 @@ pub(crate) struct ConsumerHandle {
 }
 
 impl ConsumerHandle {
-    /// Commits these next offsets to the group (after the checkpoint holding them is durable).
-    pub fn commit(&self, offsets: Vec<(u32, i64)>) {
-        if !offsets.is_empty() {
-            let _ = self.commands.send(Command::Commit(offsets));
-        }
+    /// A sender of commits for the collector.
+    pub fn committer(&self) -> Committer {
+        Committer(self.commands.clone())
     }
 
     /// Commits what was asked, leaves the group and ends the thread.
@@ -93,7 +130,10 @@ impl Drop for ConsumerHandle {
 
 struct Context {
     topics: Vec<String>,
+    /// Per-partition checkpoint files (`partitioned_by_key`).
     store: Option<PartitionStore>,
+    /// The highest checkpoint id committed.
+    committed: AtomicU64,
     pipeline: String,
     tx: mpsc::Sender<Delivery>,
     closing: AtomicBool,
@@ -110,6 +150,7 @@ impl Context {
         if batch.is_empty() {
             return true;
         }
+
         self.metrics.record_kafka_poll(batch.len());
         self.tx.blocking_send(Delivery::Records(batch)).is_ok()
     }
@@ -138,19 +179,19 @@ impl Context {
             let Some(id) = self.id(&topic, partition) else {
                 continue;
             };
-            let checkpoint = match &self.store {
+            let (checkpoint, offset) = match &self.store {
                 Some(store) => match store.load(&topic, partition, &self.pipeline) {
-                    Ok(c) => c,
+                    Ok(Some(c)) => {
+                        let next = Offset::Offset(c.offset + 1);
+                        (Some(c), next)
+                    }
+                    Ok(None) => (None, Offset::Stored),
                     Err(err) => {
                         let _ = self.tx.blocking_send(Delivery::Failed(err));
-                        None
+                        (None, Offset::Stored)
                     }
                 },
-                None => None,
-            };
-            let offset = match &checkpoint {
-                Some(c) => Offset::Offset(c.offset + 1),
-                None => Offset::Stored,
+                None => (None, Offset::Stored),
             };
             tracing::info!(%topic, partition, ?offset, "partition assigned");
             let _ = list.add_partition_offset(&topic, partition, offset);
@@ -169,6 +210,65 @@ impl Context {
         let _ = self.tx.blocking_send(Delivery::Assigned(given));
     }
 
+    /// One instance owns every key: assigns the partitions of the topics not assigned
+    /// yet (all of them at the start), each from its offset in `resume` or the group's
+    /// committed one, and tells the run loop.
+    fn discover(&self, consumer: &BaseConsumer<Context>, d: &mut Discovery) -> bool {
+        let mut list = TopicPartitionList::new();
+        let mut given = Vec::new();
+        for topic in &self.topics {
+            let metadata = match consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(%topic, error = %e, "cannot read the topic's partitions; trying again");
+                    continue;
+                }
+            };
+            for t in metadata.topics() {
+                if let Some(e) = t.error() {
+                    if d.warned.insert(t.name().to_owned()) {
+                        tracing::warn!(topic = t.name(), error = ?e, "the topic cannot be read yet; looking again every {} s", DISCOVERY.as_secs());
+                    }
+                    continue;
+                }
+                for p in t.partitions() {
+                    let Some(id) = self.id(t.name(), p.id()) else {
+                        continue;
+                    };
+                    if !d.known.insert(id) {
+                        continue;
+                    }
+                    let offset = d
+                        .resume
+                        .get(&id)
+                        .map_or(Offset::Stored, |&next| Offset::Offset(next));
+                    tracing::info!(
+                        topic = t.name(),
+                        partition = p.id(),
+                        ?offset,
+                        "partition assigned"
+                    );
+                    let _ = list.add_partition_offset(t.name(), p.id(), offset);
+                    given.push(PartitionAssigned {
+                        id,
+                        topic: t.name().to_owned(),
+                        partition: p.id(),
+                        checkpoint: None,
+                    });
+                }
+            }
+        }
+        if given.is_empty() {
+            return true;
+        }
+        if let Err(e) = consumer.incremental_assign(&list) {
+            let e = kafka_error("assigning partitions")(e);
+            return self.tx.blocking_send(Delivery::Failed(e)).is_ok();
+        }
+        // Before any record of them (records are handed on after the next poll round).
+        self.hand_on() && self.tx.blocking_send(Delivery::Assigned(given)).is_ok()
+    }
+
     fn revoke(&self, consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList) {
         let ids: Vec<u32> = tpl
             .elements()
@@ -183,8 +283,8 @@ impl Context {
         if !self.closing.load(Ordering::Acquire) && self.hand_on() {
             let (ack, answer) = std_mpsc::sync_channel(1);
             if self.tx.blocking_send(Delivery::Revoked(ids, ack)).is_ok() {
-                if let Ok(offsets) = answer.recv() {
-                    commit(consumer, &self.tpl(&offsets));
+                if let Ok(c) = answer.recv() {
+                    self.commit(consumer, c);
                 }
             }
         }
@@ -238,6 +338,37 @@ impl ConsumerContext for Context {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
 }
 
+impl Context {
+    /// Commits `c` unless a checkpoint at least as new was committed already.
+    fn commit(&self, consumer: &BaseConsumer<Context>, c: Commit) {
+        if c.id <= self.committed.load(Ordering::Acquire) {
+            tracing::debug!(
+                checkpoint = c.id,
+                "an older checkpoint's offsets: not committed"
+            );
+            return;
+        }
+        self.committed.fetch_max(c.id, Ordering::AcqRel);
+        commit(consumer, &self.tpl(&c.offsets));
+    }
+}
+
+/// How long a look for the topics' partitions waits for their metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often one owner of every key looks for new partitions (a topic created or grown).
+pub(crate) const DISCOVERY: Duration = Duration::from_secs(10);
+
+/// The partitions one owner of every key has assigned itself.
+struct Discovery {
+    /// Where to start each partition (the checkpoint's next offsets).
+    resume: HashMap<u32, i64>,
+    known: HashSet<u32>,
+    /// Topics said to be unreadable.
+    warned: HashSet<String>,
+    last: std::time::Instant,
+}
+
 fn commit(consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList) {
     if tpl.count() == 0 {
         return;
@@ -270,12 +401,12 @@ fn client_config(config: &KafkaConfig) -> ClientConfig {
 const STATISTICS_INTERVAL_MS: u32 = 1_000;
 
 /// Starts the consumer thread: subscribes `config.topics` in `config.group_id` and sends
-/// records and assignment changes to the returned receiver. Partition checkpoints are
-/// read from `store` on assignment (none without a store: then the group's committed
-/// offsets, or `auto_offset_reset`, decide where reading starts).
+/// records and assignment changes to the returned receiver; `start` says where each
+/// assigned partition is read from (where nothing says, the group's committed offsets, or
+/// `auto_offset_reset`).
 pub(crate) fn start_consumer(
     config: &KafkaConfig,
-    store: Option<PartitionStore>,
+    start: Start,
     pipeline: String,
     buffer: usize,
     metrics: Arc<ProcessorMetrics>,
@@ -285,7 +416,11 @@ pub(crate) fn start_consumer(
     let (tx, rx) = mpsc::channel(buffer.div_ceil(batch).max(2));
     let context = Context {
         topics: config.topics.clone(),
-        store,
+        store: match &start {
+            Start::PartitionFiles(store) => store.clone(),
+            Start::Positions(_) => None,
+        },
+        committed: AtomicU64::new(0),
         pipeline,
         tx,
         closing: AtomicBool::new(false),
@@ -298,14 +433,25 @@ pub(crate) fn start_consumer(
             "creating a consumer for {}",
             config.bootstrap_servers
         )))?;
-    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(kafka_error(format!("subscribing to {:?}", config.topics)))?;
+    let discovery = match start {
+        Start::PartitionFiles(_) => {
+            let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&topics)
+                .map_err(kafka_error(format!("subscribing to {:?}", config.topics)))?;
+            None
+        }
+        Start::Positions(resume) => Some(Discovery {
+            resume,
+            known: HashSet::new(),
+            warned: HashSet::new(),
+            last: std::time::Instant::now(),
+        }),
+    };
     let (commands, inbox) = std_mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("kafka-consumer".into())
-        .spawn(move || poll_loop(consumer, inbox, batch))
+        .spawn(move || poll_loop(consumer, inbox, batch, discovery))
         .map_err(|e| ProcessorError::io("starting the Kafka consumer thread", e))?;
     Ok((
         ConsumerHandle {
@@ -317,15 +463,30 @@ pub(crate) fn start_consumer(
 }
 
 /// Polls in rounds of at most `batch` records (`max_poll_records`), each handed to the
-/// run loop as one delivery; between rounds, commits what the run loop asked for.
-fn poll_loop(consumer: BaseConsumer<Context>, inbox: std_mpsc::Receiver<Command>, batch: usize) {
+/// run loop as one delivery; between rounds, commits what the run loop asked for and (one
+/// owner of every key) looks for new partitions.
+fn poll_loop(
+    consumer: BaseConsumer<Context>,
+    inbox: std_mpsc::Receiver<Command>,
+    batch: usize,
+    mut discovery: Option<Discovery>,
+) {
     let mut failures = 0u32;
+    if let Some(d) = discovery.as_mut() {
+        if !consumer.context().discover(&consumer, d) {
+            return;
+        }
+    }
     'outer: loop {
+        if let Some(d) = discovery.as_mut().filter(|d| d.last.elapsed() >= DISCOVERY) {
+            d.last = std::time::Instant::now();
+            if !consumer.context().discover(&consumer, d) {
+                break;
+            }
+        }
         loop {
             match inbox.try_recv() {
-                Ok(Command::Commit(offsets)) => {
-                    commit(&consumer, &consumer.context().tpl(&offsets))
-                }
+                Ok(Command::Commit(c)) => consumer.context().commit(&consumer, c),
                 Ok(Command::Stop) | Err(std_mpsc::TryRecvError::Disconnected) => break 'outer,
                 Err(std_mpsc::TryRecvError::Empty) => break,
             }
@@ -364,6 +525,14 @@ fn poll_loop(consumer: BaseConsumer<Context>, inbox: std_mpsc::Receiver<Command>
             }
         }
         if !consumer.context().hand_on() {
+            // The run loop no longer reads: it is ending. Its last checkpoint's commit
+            // may still come; wait for it, or for the stop.
+            for command in inbox.iter() {
+                match command {
+                    Command::Commit(c) => consumer.context().commit(&consumer, c),
+                    Command::Stop => break,
+                }
+            }
             break 'outer;
         }
     }

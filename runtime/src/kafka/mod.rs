@@ -1,27 +1,28 @@
 //! The Kafka connector (cargo feature `kafka`, on by default), on `rdkafka` (librdkafka):
-//! a consumer-group source whose partitions each carry their own window state and
-//! checkpoint, a result-row producer and a dead-letter producer.
+//! a source, a result-row producer and a dead-letter producer.
 //!
-//! How a Kafka pipeline keeps its promises:
-//! - **Partitions are tasks.** Each assigned partition has its own window operator, as a
-//!   Kafka Streams task has its own store: a partition's state moves with the partition
-//!   when the group rebalances. Produce events keyed by the grouping key (all events of a
-//!   key in one partition), or each partition reports its own row for that key.
-//! - **Checkpoints per partition.** Every checkpoint interval, and when a partition is
-//!   revoked, its operator state, watermark and last offset are written to
-//!   `<checkpoint dir>/<group>/<pipeline>/<topic>-<partition>.ckpt` (sealed, atomic), and
-//!   only then is the offset committed to the group. The instance that gets the partition
-//!   next loads that file and seeks to the offset after it, so all instances of a group
-//!   must reach the same checkpoint directory (a shared volume, as Flink's checkpoint
-//!   storage).
-//! - **Watermarks per partition, combined by minimum** over the assigned partitions, an
-//!   idle partition left out after the watermark generator's idle timeout.
+//! How a Kafka pipeline keeps its promises (see `pipeline/kafka_run.rs`):
+//! - **Keys own state (the default).** The consumer assigns itself every partition of the
+//!   topics ([`Start::Positions`]); records go to workers by key hash whatever partition
+//!   they came on, and the pipeline is checkpointed as a file run is, each partition's
+//!   offset in the checkpoint. Offsets are committed to the group after each checkpoint,
+//!   with its id, never backwards ([`Commit`]).
+//! - **Partitions are tasks (`partitioned_by_key`).** The consumer joins the group; each
+//!   assigned partition has its own window operator and checkpoint file
+//!   (`<checkpoint dir>/<group>/<pipeline>/<topic>-<partition>.ckpt`, sealed, atomic),
+//!   which the next owner of the partition loads, so all instances of a group must reach
+//!   the same checkpoint directory.
+//! - **Watermarks per partition, combined by minimum**, an idle partition left out after
+//!   the watermark generator's idle timeout.
 
 mod consumer;
 mod partition_store;
 mod producer;
 
-pub(crate) use consumer::{start_consumer, Delivery, KafkaRecord};
+pub(crate) use consumer::{
+    start_consumer, Commit, Committer, ConsumerHandle, Delivery, KafkaRecord, PartitionAssigned,
+    Start,
+};
 pub(crate) use partition_store::{PartitionCheckpoint, PartitionStore};
 pub(crate) use producer::RecordProducer;
 

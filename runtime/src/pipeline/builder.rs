@@ -109,6 +109,7 @@ pub struct PipelineBuilder<T, P: Plan<Event = T> = DynamicPlan<T>> {
     pub(super) shutdown: Option<Shutdown>,
     pub(super) parallelism: usize,
     pub(super) kafka_timestamp_fallback: bool,
+    pub(super) kafka_partitioned_by_key: bool,
     pub(super) max_future_skew: Duration,
     pub(super) replay_rate: Option<f64>,
 }
@@ -150,6 +151,7 @@ where
             shutdown: None,
             parallelism: 1,
             kafka_timestamp_fallback: false,
+            kafka_partitioned_by_key: false,
             max_future_skew: DEFAULT_MAX_FUTURE_SKEW,
             replay_rate: None,
         }
@@ -169,16 +171,32 @@ where
         self
     }
 
+    /// With a Kafka source: the producers key every record by the grouping key, so all
+    /// events of a key are in one partition of one topic. Each partition then keeps its
+    /// own window state and checkpoint file (under `<checkpoint dir>/kafka/<group>/<pipeline>/`),
+    /// which moves with the partition when the group rebalances, and several instances of
+    /// the pipeline in one group split the partitions between them. A key seen on a
+    /// second partition is counted (`processor_keys_on_several_partitions_total`) and
+    /// warned about: its rows are partial. Result sinks are at least once in this mode.
+    /// Without it (the default), one instance owns every key, whatever partition its
+    /// events come on. See the README's "Kafka" section.
+    pub fn with_kafka_partitioned_by_key(mut self) -> Self {
+        self.kafka_partitioned_by_key = true;
+        self
+    }
+
     /// Reads from Kafka: subscribes `config.topics` in the consumer group
-    /// `config.group_id`. Each assigned partition keeps its own window state; with a state
-    /// backend that writes checkpoint files ([`RocksDBStateBackend`](crate::RocksDBStateBackend),
-    /// [`MemoryStateBackend::persistent`](crate::MemoryStateBackend::persistent)) each
-    /// partition is checkpointed under `<checkpoint dir>/kafka/<group>/<pipeline>/` and its
-    /// offset committed only after that, so a restart or a rebalance resumes exactly there.
-    /// [`with_parallelism(n)`](Self::with_parallelism) spreads the partitions assigned to
-    /// this instance over `n` worker tasks (a partition's state stays with it, checkpoints
-    /// are aligned over the workers); more instances with the same `group_id` split the
-    /// partitions between them. See the README's "Kafka" section.
+    /// `config.group_id`. Records go to the [`with_parallelism(n)`](Self::with_parallelism)
+    /// workers by key hash, whatever partition or topic they come on, so each key and
+    /// window gives one row. With a state backend that writes checkpoint files
+    /// ([`RocksDBStateBackend`](crate::RocksDBStateBackend),
+    /// [`MemoryStateBackend::persistent`](crate::MemoryStateBackend::persistent)) the run is
+    /// checkpointed as a file run is (sinks staged, each partition's offset in the
+    /// checkpoint) and the group's offsets are committed after each checkpoint, so a
+    /// restart resumes exactly there. One instance reads every partition: an assignment of
+    /// only some (a second instance in the group) is refused, unless the input is keyed
+    /// by the grouping key ([`with_kafka_partitioned_by_key`](Self::with_kafka_partitioned_by_key)).
+    /// See the README's "Kafka" section.
     pub fn with_kafka_source(mut self, config: KafkaConfig) -> Self {
         self.source = Some(SourceChoice::Kafka(config));
         self
@@ -465,6 +483,7 @@ where
             name: self.name,
             source,
             kafka_timestamp_fallback: self.kafka_timestamp_fallback,
+            kafka_partitioned_by_key: self.kafka_partitioned_by_key,
             watermark: self
                 .watermark
                 .unwrap_or_else(|| Box::new(BoundedOutOfOrdernessWatermark::new(Duration::ZERO))),
@@ -597,6 +616,9 @@ pub struct Pipeline<T, P: Plan<Event = T> = DynamicPlan<T>> {
     /// Read by the Kafka run loop only.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(super) kafka_timestamp_fallback: bool,
+    /// Read by the Kafka run loop only.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(super) kafka_partitioned_by_key: bool,
     pub(super) watermark: Box<dyn WatermarkGenerator>,
     pub(super) window: WindowSpec,
     pub(super) lateness_ms: i64,

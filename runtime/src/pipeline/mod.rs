@@ -5,6 +5,7 @@ mod batch;
 mod builder;
 mod checkpoint;
 mod extract;
+mod front;
 #[cfg(feature = "kafka")]
 mod kafka_run;
 mod parallel;
@@ -30,6 +31,7 @@ mod tests {
         ("builder", include_str!("builder.rs")),
         ("checkpoint", include_str!("checkpoint.rs")),
         ("extract", include_str!("extract.rs")),
+        ("front", include_str!("front.rs")),
         ("kafka_run", include_str!("kafka_run.rs")),
         ("parallel", include_str!("parallel.rs")),
         ("persist", include_str!("persist.rs")),

@@ -15,13 +15,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use super::batch::{Batch, Recycler, Spent, BATCH};
+use super::batch::{Recycler, Spent, BATCH};
 use super::builder::Shutdown;
-use super::checkpoint::{checkpoint_meta, encode_state, Checkpointer, Meta};
-use super::persist::{Begin, Persist, Place, SlotState};
+use super::checkpoint::{checkpoint_meta, encode_state, Meta};
+#[cfg(feature = "kafka")]
+use super::front::PartitionHomes;
+use super::front::{Front, Input, Positioner};
+use super::persist::{Begin, Commit, Committer, Persist, Place, SlotState};
 use super::plan::{Envelope, Fed, Plan};
 use super::record::{dead_letter, late_record, payload_text, Positions, SkewGuard};
 use super::sinks::{collect_rows, deliver_rows, handle_bad, send_late, take_checkpoint, SinkSet};
@@ -97,10 +100,6 @@ impl<R> Done<R> {
     }
 }
 
-fn position((partition, sequence, offset): (u32, u64, u64)) -> String {
-    format!("partition {partition} line {sequence} (offset {offset})")
-}
-
 pub(super) enum Outcome<R> {
     Batch(Done<R>),
     /// A checkpoint starts: its record, as the run loop knows it.
@@ -154,7 +153,18 @@ fn decode_snapshot<P: Plan>(
     })
 }
 
-/// What the parallel run takes over from [`Pipeline::run`](super::Pipeline::run).
+/// How records find their operator.
+pub(super) enum Routing {
+    /// By key hash to one of the N workers, each with one operator: every key lives in
+    /// one worker whatever partition or topic it came from (files; Kafka by default).
+    Keyed,
+    /// Kafka with `partitioned_by_key`: each partition has its own operator, in the
+    /// worker holding the fewest, and moves with the partition when the group rebalances.
+    #[cfg(feature = "kafka")]
+    Partitions(PartitionHomes),
+}
+
+/// What the run loop takes over from [`Pipeline::run`](super::Pipeline::run).
 pub(super) struct Parallel<P: Plan> {
     pub plan: P,
     pub window: WindowSpec,
@@ -168,7 +178,8 @@ pub(super) struct Parallel<P: Plan> {
     pub metrics: Arc<ProcessorMetrics>,
     pub buffer_size: usize,
     pub parallelism: usize,
-    pub checkpointer: Option<Checkpointer>,
+    /// Where checkpoints go, and how often (`None`: no checkpoints).
+    pub persist: Option<(Persist, Duration)>,
     pub restored: Option<Snapshots<P>>,
     pub summary: RunSummary,
     pub positions: Positions,
@@ -181,16 +192,18 @@ pub(super) struct Parallel<P: Plan> {
     pub pacer: Option<super::replay::Pacer>,
     /// Where processed records go back to the reader.
     pub recycler: Recycler<P::Event>,
+    pub routing: Routing,
+    /// Kafka: where the collector sends the offsets a checkpoint made durable.
+    pub committer: Option<Committer>,
 }
 
-/// The run loop with N workers.
+/// The run loop: takes the front's input, judges each record against its partition's
+/// watermark and routes it to a worker; ticks move idle watermarks and start checkpoints.
 pub(super) async fn run_parallel<T, P>(
     run: Parallel<P>,
-    mut rx: mpsc::Receiver<Batch<T>>,
-    reader: tokio::task::JoinHandle<()>,
+    mut front: Front<T>,
     mut watermark: Box<dyn WatermarkGenerator>,
     mut shutdown: Shutdown,
-    mut ticker: tokio::time::Interval,
 ) -> ProcessorResult<RunSummary>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
@@ -209,7 +222,7 @@ where
         metrics,
         buffer_size,
         parallelism,
-        checkpointer,
+        persist,
         restored,
         summary,
         mut positions,
@@ -218,11 +231,25 @@ where
         live,
         mut pacer,
         recycler,
+        mut routing,
+        committer,
     } = run;
     let plan = Arc::new(plan);
-    let mut schedule = checkpointer
-        .as_ref()
-        .map(|c| (c.next_id(), c.interval(), Instant::now()));
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (persist, mut schedule) = match persist {
+        Some((p, interval)) => {
+            let next = match &p {
+                Persist::Files(c) => c.next_id(),
+                #[cfg(feature = "kafka")]
+                Persist::Kafka(_) => 1,
+            };
+            (Some(p), Some((next, interval, Instant::now())))
+        }
+        None => (None, None),
+    };
+    let keyed = matches!(routing, Routing::Keyed);
+    let positioner = front.position();
     let workers = Workers::start(
         parallelism,
         buffer_size,
@@ -233,7 +260,8 @@ where
             trigger: Arc::from(trigger),
             source_name: source_name.clone(),
             spill,
-            file_slot: true,
+            file_slot: keyed,
+            positioner: positioner.clone(),
         },
         Collector {
             sinks,
@@ -241,8 +269,9 @@ where
             late_sink,
             drop_late,
             metrics: Arc::clone(&metrics),
-            persist: checkpointer.map(Persist::Files),
+            persist,
             summary,
+            committer,
         },
         restored,
         Some(recycler.clone()),
@@ -252,10 +281,12 @@ where
     let mut fed_since_tick = false;
     let mut newest = i64::MIN;
     let mut parts: Vec<Vec<ToWorker<T>>> = (0..parallelism).map(|_| Vec::new()).collect();
+    // The partitions of a batch.
+    let mut touched: Vec<u32> = Vec::new();
     let ran: ProcessorResult<()> = async {
         loop {
-            let batch = tokio::select! {
-                r = rx.recv() => r,
+            let input = tokio::select! {
+                r = front.recv() => r,
                 _ = &mut shutdown => {
                     stopped = true;
                     None
@@ -275,8 +306,8 @@ where
                     }
                     if let Some((id, interval, last)) = schedule.as_mut() {
                         if last.elapsed() >= *interval {
-                            let meta = barrier_meta(*id, &positions, &*watermark, events_in);
-                            workers.barrier(Begin::Files(meta), false).await?;
+                            let begin = begin(&routing, *id, &positions, &*watermark, events_in, None);
+                            workers.barrier(begin, false).await?;
                             *id += 1;
                             *last = Instant::now();
                         }
@@ -284,27 +315,85 @@ where
                     continue;
                 }
             };
-            let Some(batch) = batch else { break };
-            let mut batch = batch?;
+            let Some(input) = input else { break };
+            let mut batch = match input? {
+                Input::Batch(batch) => batch,
+                #[cfg(feature = "kafka")]
+                Input::Assigned(list) => {
+                    for a in list {
+                        match &mut routing {
+                            Routing::Keyed => {
+                                // A partition met before keeps its clock (keys own state: a
+                                // revoke and assign of the same partitions changes nothing).
+                                if !watermark.snapshot().iter().any(|(p, _)| *p == a.id) {
+                                    watermark.register_partition(a.id, Instant::now());
+                                }
+                            }
+                            Routing::Partitions(homes) => {
+                                let id = a.id;
+                                let (w, place, restored) = homes.assigned(a, &mut *watermark);
+                                workers.open(w, id, place, restored).await?;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                #[cfg(feature = "kafka")]
+                Input::Revoked(ids, ack) => {
+                    // Checkpoint before the partitions go (the only checkpoint the run
+                    // loop waits for): their offsets are committed by the revocation.
+                    let mut commit = Commit::default();
+                    if let Some((id, _, last)) = schedule.as_mut() {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let begin = begin(&routing, *id, &positions, &*watermark, events_in, Some(tx));
+                        workers.barrier(begin, false).await?;
+                        *id += 1;
+                        *last = Instant::now();
+                        commit = rx.await.map_err(|_| {
+                            ProcessorError::Internal("the revocation's checkpoint was not written".into())
+                        })?;
+                        commit.offsets.retain(|(p, _)| ids.contains(p));
+                    }
+                    if let Routing::Partitions(homes) = &mut routing {
+                        for id in &ids {
+                            if let Some(w) = homes.revoked(*id, &mut *watermark) {
+                                workers.close(w, vec![*id]).await?;
+                            }
+                        }
+                    }
+                    let _ = ack.send(commit);
+                    continue;
+                }
+            };
             fed_since_tick = true;
             let t0 = Instant::now();
             let guard = skew.map(SkewGuard::now);
-            events_in += batch.len() as u64;
-            metrics.record_events_processed(batch.len() as u64);
-            if let Some(last) = batch.last() {
-                metrics.record_source_offset(last.partition, last.offset);
-            }
+            let mut offered = 0u64;
             let mut found: Done<P::Row> = Done::default();
             for item in batch.drain(..) {
                 let partition = item.partition;
+                // The worker and operator of this partition's records (Kafka with
+                // `partitioned_by_key`; the records of a revoked partition are dropped).
+                let home = match &routing {
+                    Routing::Keyed => None,
+                    #[cfg(feature = "kafka")]
+                    Routing::Partitions(homes) => match homes.owner(partition) {
+                        Some(w) => Some(w),
+                        None => continue,
+                    },
+                };
+                offered += 1;
                 positions.record(partition, item.offset, item.sequence);
+                if touched.last() != Some(&partition) && !touched.contains(&partition) {
+                    touched.push(partition);
+                }
                 let at = (partition, item.sequence, item.offset);
                 let (event, raw, mut envelope) = match item.decoded {
                     Ok(d) => d,
                     Err((err, text)) => {
                         found
                             .bad
-                            .push(dead_letter(&err, &source_name, position(at), text));
+                            .push(dead_letter(&err, &source_name, positioner.text(at), text));
                         continue;
                     }
                 };
@@ -319,15 +408,25 @@ where
                         let text = payload_text(&event, raw.as_deref());
                         found
                             .bad
-                            .push(dead_letter(&err, &source_name, position(at), text));
+                            .push(dead_letter(&err, &source_name, positioner.text(at), text));
                     }
                     Ok((ts, hash)) => {
                         if let Some(p) = pacer.as_mut() {
                             p.pace(ts).await;
                         }
                         newest = newest.max(ts);
+                        let (worker, slot) = match home {
+                            None => (workers.owner(hash), 0),
+                            Some(w) => {
+                                #[cfg(feature = "kafka")]
+                                if let Routing::Partitions(homes) = &mut routing {
+                                    homes.check_key(hash, partition, &positioner, &metrics);
+                                }
+                                (w, partition)
+                            }
+                        };
                         let routed = Routed {
-                            slot: 0,
+                            slot,
                             partition,
                             ts,
                             event,
@@ -335,17 +434,19 @@ where
                             raw,
                             at,
                         };
-                        route(
-                            &mut parts,
-                            workers.owner(hash),
-                            routed,
-                            &mut *watermark,
-                            t0,
-                            &metrics,
-                        );
+                        route(&mut parts, worker, routed, &mut *watermark, t0, &metrics);
                     }
                 }
             }
+            events_in += offered;
+            metrics.record_events_processed(offered);
+            // Where each partition of the batch is (a gauge update costs a label lookup).
+            for &p in &touched {
+                if let Some(offset) = positions.offset(p) {
+                    metrics.record_source_offset(p, offset);
+                }
+            }
+            touched.clear();
             recycler.give_batch(batch);
             metrics.record_newest_event(newest);
             workers.send(&mut parts).await?;
@@ -355,34 +456,60 @@ where
         Ok(())
     }
     .await;
+    front.close_input();
     if let Err(e) = ran {
-        drop(rx);
-        reader.abort();
         // Failed: no open window is fired (they stay in the last checkpoint).
         tracing::error!(error = %e, "the run failed; open windows stay unpublished until the next start");
-        return Err(workers.abort().await.err().unwrap_or(e));
+        let e = workers.abort().await.err().unwrap_or(e);
+        front.end().await;
+        return Err(e);
     }
-    drop(rx);
-    reader.abort();
-    let _ = reader.await;
     let final_watermark = watermark.emitted_millis();
     let last = match schedule {
-        Some((id, _, _)) => {
-            let meta = barrier_meta(id, &positions, &*watermark, events_in);
-            if stopped {
-                // Stop with a checkpoint: the workers end without firing their windows.
-                workers.barrier(Begin::Files(meta), true).await?;
-                None
-            } else {
-                Some(meta)
-            }
+        Some((id, _, _)) if stopped || !keyed => {
+            // Stop with a checkpoint: the workers end without firing their windows.
+            let begin = begin(&routing, id, &positions, &*watermark, events_in, None);
+            workers.barrier(begin, true).await?;
+            None
         }
+        Some((id, _, _)) => Some(barrier_meta(id, &positions, &*watermark, events_in)),
         None => None,
     };
-    let mut summary = workers.finish(last).await?;
+    let summary = workers.finish(last).await;
+    front.end().await;
+    let mut summary = summary?;
     summary.events_in = events_in;
     summary.final_watermark = final_watermark;
+    if stopped && schedule.is_some() {
+        tracing::info!(
+            events_in,
+            "stopped at a checkpoint: open windows resume on the next start"
+        );
+    }
     Ok(summary)
+}
+
+/// The checkpoint a barrier starts.
+fn begin(
+    routing: &Routing,
+    id: u64,
+    positions: &Positions,
+    watermark: &dyn WatermarkGenerator,
+    events_in: u64,
+    reply: Option<tokio::sync::oneshot::Sender<Commit>>,
+) -> Begin {
+    match routing {
+        Routing::Keyed => Begin::Files {
+            meta: barrier_meta(id, positions, watermark, events_in),
+            reply,
+        },
+        #[cfg(feature = "kafka")]
+        Routing::Partitions(_) => Begin::Kafka {
+            id,
+            marks: watermark.snapshot(),
+            reply,
+        },
+    }
 }
 
 /// One record on its way to a worker.
@@ -467,9 +594,11 @@ pub(super) struct Shared<P> {
     pub source_name: String,
     /// Spill store and the memory bound of the whole pipeline (split over the workers).
     pub spill: Option<(Arc<dyn crate::operator::SpillStore>, usize)>,
-    /// Each worker starts with one operator (a file pipeline), not with none (Kafka:
-    /// operators come with partitions, [`ToWorker::Open`]).
+    /// Each worker starts with one operator (keys routed by hash), not with none (Kafka
+    /// with `partitioned_by_key`: operators come with partitions, [`ToWorker::Open`]).
     pub file_slot: bool,
+    /// Where a record is, as text.
+    pub positioner: Positioner,
 }
 
 pub(super) struct Collector<R: Clone + Send + Sync + 'static> {
@@ -481,6 +610,8 @@ pub(super) struct Collector<R: Clone + Send + Sync + 'static> {
     pub persist: Option<Persist>,
     /// Counts restored from a checkpoint.
     pub summary: RunSummary,
+    /// Kafka: the offsets of each durable checkpoint go to the consumer to commit.
+    pub committer: Option<Committer>,
 }
 
 /// A checkpoint the collector is gathering worker states for.
@@ -553,6 +684,7 @@ where
             }
             let lateness_ms = shared.lateness_ms;
             let source_name = shared.source_name.clone();
+            let positioner = shared.positioner.clone();
             senders.push(tx);
             let recycler = recycler.clone();
             tasks.push(tokio::spawn(async move {
@@ -645,14 +777,7 @@ where
                                 else {
                                     continue;
                                 };
-                                let place = &*place;
-                                let at_text = || match place {
-                                    Some(p) => format!(
-                                        "topic {} partition {} offset {}",
-                                        p.topic, p.partition, at.2
-                                    ),
-                                    None => position(at),
-                                };
+                                let at_text = || positioner.text(at);
                                 if place.is_some() {
                                     *last_offset = i64::try_from(at.2).ok();
                                 }
@@ -711,6 +836,7 @@ where
             metrics,
             mut persist,
             summary: restored_summary,
+            committer,
         } = collector;
         let collector = tokio::spawn(async move {
             let mut summary = restored_summary;
@@ -788,12 +914,21 @@ where
                                 late: late_sink.as_ref(),
                                 handler: &mut error_handler,
                             };
-                            match (persist.as_mut(), g.begin) {
-                                (Some(Persist::Files(c)), Begin::Files(mut meta)) => {
+                            let commit = match (persist.as_mut(), g.begin) {
+                                (Some(Persist::Files(c)), Begin::Files { mut meta, reply }) => {
                                     meta.summary = RunSummary {
                                         events_in: meta.summary.events_in,
                                         final_watermark: meta.summary.final_watermark,
                                         ..summary
+                                    };
+                                    // The next offset of each partition (Kafka).
+                                    let commit = Commit {
+                                        id: meta.id,
+                                        offsets: meta
+                                            .positions
+                                            .iter()
+                                            .map(|p| (p.partition, p.offset as i64 + 1))
+                                            .collect(),
                                     };
                                     // One operator per worker, in worker order.
                                     let states = states
@@ -806,19 +941,28 @@ where
                                         })
                                         .collect();
                                     take_checkpoint(c, set, meta, states, &metrics).await?;
+                                    (commit, reply)
                                 }
                                 #[cfg(feature = "kafka")]
                                 (Some(Persist::Kafka(k)), Begin::Kafka { id, marks, reply }) => {
                                     let states = states.into_iter().flatten().collect();
                                     let offsets =
                                         k.checkpoint(id, &marks, states, set, &metrics).await?;
-                                    let _ = reply.send(offsets);
+                                    (Commit { id, offsets }, reply)
                                 }
                                 _ => {
                                     return Err(ProcessorError::Internal(
                                         "a checkpoint barrier the run cannot write".into(),
                                     ))
                                 }
+                            };
+                            // Offsets reach the group only once the checkpoint holding them is durable.
+                            let (commit, reply) = commit;
+                            if let Some(c) = &committer {
+                                c.commit(commit.clone());
+                            }
+                            if let Some(reply) = reply {
+                                let _ = reply.send(commit);
                             }
                         }
                     }
@@ -826,7 +970,7 @@ where
             }
             if let Some(Persist::Files(c)) = persist.as_mut() {
                 if let Some(Gathering {
-                    begin: Begin::Files(meta),
+                    begin: Begin::Files { meta, .. },
                     ..
                 }) = gathering.take()
                 {
@@ -986,7 +1130,10 @@ where
         }
         if let Some(meta) = last {
             let _ = outcomes
-                .send((senders_len, Outcome::Begin(Box::new(Begin::Files(meta)))))
+                .send((
+                    senders_len,
+                    Outcome::Begin(Box::new(Begin::Files { meta, reply: None })),
+                ))
                 .await;
         }
         drop(outcomes);

@@ -32,18 +32,45 @@ pub(super) struct SlotState {
     pub state: Vec<u8>,
 }
 
-/// What a checkpoint writes once every worker's state is in.
+/// What a checkpoint writes once every worker's state is in. `reply`, if given, gets the
+/// offsets the checkpoint made durable (a Kafka revocation waits for them).
 pub(super) enum Begin {
-    /// A file pipeline's checkpoint record.
-    Files(Meta),
-    /// A Kafka checkpoint: each partition's state with its watermark mark; the next
-    /// offsets to commit are sent back on `reply`.
+    /// The pipeline's checkpoint record (the [`Checkpointer`]).
+    Files {
+        meta: Meta,
+        reply: Option<tokio::sync::oneshot::Sender<Commit>>,
+    },
+    /// A checkpoint of each Kafka partition's own state (`partitioned_by_key`), with its
+    /// watermark mark.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     Kafka {
         id: u64,
         marks: Vec<(u32, i64)>,
-        reply: tokio::sync::oneshot::Sender<Vec<(u32, i64)>>,
+        reply: Option<tokio::sync::oneshot::Sender<Commit>>,
     },
+}
+
+#[cfg(feature = "kafka")]
+pub(super) use crate::kafka::{Commit, Committer};
+
+/// The offsets a checkpoint made durable (see `crate::kafka`; without Kafka, never sent).
+#[cfg(not(feature = "kafka"))]
+#[derive(Debug, Clone, Default)]
+pub(super) struct Commit {
+    pub id: u64,
+    pub offsets: Vec<(u32, i64)>,
+}
+
+/// Sends commits to a Kafka consumer; there is none without the `kafka` feature.
+#[cfg(not(feature = "kafka"))]
+#[derive(Debug, Clone)]
+pub(super) enum Committer {}
+
+#[cfg(not(feature = "kafka"))]
+impl Committer {
+    pub fn commit(&self, _: Commit) {
+        match *self {}
+    }
 }
 
 /// Where checkpoints go.

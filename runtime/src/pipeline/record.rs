@@ -106,6 +106,16 @@ impl Positions {
         });
     }
 
+    /// The offset of the last record of `partition`.
+    #[inline]
+    pub fn offset(&self, partition: u32) -> Option<u64> {
+        self.0
+            .get(partition as usize)
+            .copied()
+            .flatten()
+            .map(|p| p.offset)
+    }
+
     pub fn list(&self) -> Vec<SourcePosition> {
         self.0.iter().flatten().copied().collect()
     }

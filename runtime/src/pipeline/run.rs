@@ -7,11 +7,15 @@ use super::batch::{spawn_reader, Decoded, Recycler, BATCH};
 use super::builder::Shutdown;
 use super::builder::{Pipeline, SourceChoice};
 use super::checkpoint::{checkpoint_meta, encode_state, Checkpointer};
-use super::parallel::{run_parallel, Parallel};
+use super::front::Front;
+use super::parallel::{run_parallel, Parallel, Routing};
+use super::persist::Persist;
 use super::plan::{Fed, Plan};
 use super::record::{dead_letter, late_record, payload_text, Positions, SkewGuard};
 use super::replay::Pacer;
-use super::sinks::{collect_rows, deliver_rows, handle_bad, send_late, take_checkpoint, SinkSet};
+use super::sinks::{
+    collect_rows, deliver_rows, handle_bad, resume, send_late, take_checkpoint, SinkSet,
+};
 use super::summary::RunSummary;
 use crate::error::{ProcessorError, ProcessorResult};
 use crate::operator::{Admission, WindowFunction, WindowOperator};
@@ -38,6 +42,7 @@ where
         }
         let Pipeline {
             kafka_timestamp_fallback: _,
+            kafka_partitioned_by_key: _,
             name,
             source,
             mut watermark,
@@ -96,19 +101,20 @@ where
         let mut positions = Positions::default();
         let mut restored = None;
         if let Some(c) = checkpointer.as_mut() {
-            let restored_ckpt = c
-                .restore::<P::Key, <P::Func as WindowFunction>::Acc>(parallelism)
-                .await?;
-            let mut set = SinkSet {
+            let set = SinkSet {
                 results: &sinks,
                 late: late_sink.as_ref(),
                 handler: &mut error_handler,
             };
-            set.recover(restored_ckpt.as_ref().map(|r| &r.meta)).await?;
-            if let Some(r) = restored_ckpt {
+            let r = resume::<P::Key, <P::Func as WindowFunction>::Acc, P::Row>(
+                c,
+                parallelism,
+                set,
+                &mut *watermark,
+            )
+            .await?;
+            if let Some(r) = r {
                 source.seek(&r.meta.positions).await?;
-                watermark.restore(&r.meta.watermarks, Instant::now());
-                watermark.restore_emitted(r.meta.summary.final_watermark);
                 summary = r.meta.summary;
                 positions = Positions::from_list(&r.meta.positions);
                 tracing::info!(
@@ -137,6 +143,7 @@ where
         tracing::info!(source = %source_name, parallelism, "pipeline started");
 
         if parallelism > 1 {
+            let interval = checkpointer.as_ref().map(Checkpointer::interval);
             return run_parallel(
                 Parallel {
                     plan,
@@ -151,7 +158,8 @@ where
                     metrics,
                     buffer_size,
                     parallelism,
-                    checkpointer,
+                    persist: checkpointer
+                        .map(|c| (Persist::Files(c), interval.unwrap_or_default())),
                     restored,
                     summary,
                     positions,
@@ -160,12 +168,12 @@ where
                     live,
                     pacer,
                     recycler,
+                    routing: Routing::Keyed,
+                    committer: None,
                 },
-                rx,
-                reader,
+                Front::Lines { rx, reader },
                 watermark,
                 shutdown,
-                ticker,
             )
             .await;
         }

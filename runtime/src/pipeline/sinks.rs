@@ -5,12 +5,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::checkpoint::{Checkpointer, Meta};
+use serde::de::DeserializeOwned;
+use std::hash::Hash;
+
+use super::checkpoint::{Checkpointer, Meta, Restored};
 use super::plan::Plan;
 use super::summary::RunSummary;
 use crate::error::{ErrorDisposition, ErrorPolicy, ProcessorError, ProcessorResult};
 use crate::operator::{Fired, WindowFunction};
 use crate::sink::{DeadLetterRecord, EventSink};
+use crate::watermark::WatermarkGenerator;
 
 /// The sinks a checkpoint involves: result sinks, the late side output and the
 /// dead-letter sink all stage with it and publish once it is sealed.
@@ -44,6 +48,30 @@ impl<R: Send + 'static> SinkSet<'_, R> {
         }
         self.handler.dead_letter_sink().recover(side(1)).await
     }
+}
+
+/// What a restart resumes from: the latest checkpoint that can be read, its operator state
+/// spread over `workers` workers, with every sink recovered (a cut-short commit finished
+/// or undone) and the watermarks where they were. `None`: a fresh start (sinks recovered
+/// as such).
+pub(super) async fn resume<K, A, R>(
+    c: &mut Checkpointer,
+    workers: usize,
+    mut set: SinkSet<'_, R>,
+    watermark: &mut dyn WatermarkGenerator,
+) -> ProcessorResult<Option<Restored<K, A>>>
+where
+    K: DeserializeOwned + Hash,
+    A: DeserializeOwned,
+    R: Send + 'static,
+{
+    let restored = c.restore::<K, A>(workers).await?;
+    set.recover(restored.as_ref().map(|r| &r.meta)).await?;
+    if let Some(r) = &restored {
+        watermark.restore(&r.meta.watermarks, Instant::now());
+        watermark.restore_emitted(r.meta.summary.final_watermark);
+    }
+    Ok(restored)
 }
 
 /// Takes one checkpoint: sinks stage, state is written and sealed, sinks publish.

@@ -1,0 +1,340 @@
+//! The front of a run: where its records come from, in order. A file, stdin or memory
+//! source is read and decoded by the reader task ([`super::batch`]); a Kafka source by the
+//! consumer thread ([`crate::kafka`]), whose records a decode task turns into the same
+//! batches, with the assignments and revocations between them in the order they happened.
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+#[cfg(feature = "kafka")]
+use super::batch::JsonDecoder;
+use super::batch::{Batch, Item};
+#[cfg(feature = "kafka")]
+use super::persist::Place;
+#[cfg(feature = "kafka")]
+use super::plan::Envelope;
+use crate::error::ProcessorResult;
+#[cfg(feature = "kafka")]
+use crate::kafka::{
+    Commit, ConsumerHandle, Delivery, KafkaRecord, PartitionAssigned, TOPIC_STRIDE,
+};
+#[cfg(feature = "kafka")]
+use crate::metrics::ProcessorMetrics;
+#[cfg(feature = "kafka")]
+use crate::source::Payload;
+#[cfg(feature = "kafka")]
+use crate::watermark::WatermarkGenerator;
+#[cfg(feature = "kafka")]
+use serde::de::DeserializeOwned;
+
+/// What the front hands to the run loop.
+pub(super) enum Input<T> {
+    /// Records, decoded (or with the reason they could not be).
+    Batch(Vec<Item<T>>),
+    /// Kafka partitions assigned to this instance (their records follow).
+    #[cfg(feature = "kafka")]
+    Assigned(Vec<PartitionAssigned>),
+    /// Kafka partitions being revoked: the run loop checkpoints and answers with the
+    /// offsets to commit.
+    #[cfg(feature = "kafka")]
+    Revoked(Vec<u32>, std::sync::mpsc::SyncSender<Commit>),
+}
+
+/// Where a run's records come from.
+pub(super) enum Front<T> {
+    /// A file, stdin or memory: the reader task's batches.
+    Lines {
+        rx: mpsc::Receiver<Batch<T>>,
+        reader: JoinHandle<()>,
+    },
+    /// Kafka: the decode task's batches, assignments and revocations.
+    #[cfg(feature = "kafka")]
+    Kafka {
+        rx: mpsc::Receiver<ProcessorResult<Input<T>>>,
+        decoder: JoinHandle<()>,
+        consumer: ConsumerHandle,
+        /// The subscribed topics, in order: partition ids are `topic index × stride + partition`.
+        topics: Vec<String>,
+    },
+}
+
+impl<T: Send + 'static> Front<T> {
+    /// The next input; `None` when a bounded source ended.
+    pub async fn recv(&mut self) -> Option<ProcessorResult<Input<T>>> {
+        match self {
+            Front::Lines { rx, .. } => rx.recv().await.map(|b| b.map(Input::Batch)),
+            #[cfg(feature = "kafka")]
+            Front::Kafka { rx, .. } => match rx.recv().await {
+                Some(x) => Some(x),
+                // The consumer thread only ends when told to: this is a failure.
+                None => Some(Err(crate::error::ProcessorError::Internal(
+                    "the Kafka consumer stopped".into(),
+                ))),
+            },
+        }
+    }
+
+    /// Where a record is, for a dead letter or a late record.
+    pub fn position(&self) -> Positioner {
+        match self {
+            Front::Lines { .. } => Positioner::Lines,
+            #[cfg(feature = "kafka")]
+            Front::Kafka { topics, .. } => Positioner::Kafka(topics.clone().into()),
+        }
+    }
+
+    /// Stops taking input. A Kafka consumer stays up to take the last checkpoint's commit
+    /// until [`end`](Self::end).
+    pub fn close_input(&mut self) {
+        match self {
+            Front::Lines { rx, reader } => {
+                rx.close();
+                reader.abort();
+            }
+            #[cfg(feature = "kafka")]
+            Front::Kafka { rx, decoder, .. } => {
+                rx.close();
+                decoder.abort();
+                // A revocation waiting in the queue holds the consumer thread until its
+                // answer is dropped.
+                while rx.try_recv().is_ok() {}
+            }
+        }
+    }
+
+    /// Ends the front: the reader task is gone, the consumer has committed what it was
+    /// asked to and left the group.
+    pub async fn end(self) {
+        match self {
+            Front::Lines { reader, .. } => {
+                let _ = reader.await;
+            }
+            #[cfg(feature = "kafka")]
+            Front::Kafka {
+                consumer, decoder, ..
+            } => {
+                let _ = decoder.await;
+                consumer.stop().await;
+            }
+        }
+    }
+}
+
+/// Says where a record is, for the dead-letter and late records.
+#[derive(Clone)]
+pub(super) enum Positioner {
+    /// Partition, line and byte offset of a file, stdin or memory source.
+    Lines,
+    /// Topic, partition and offset.
+    #[cfg(feature = "kafka")]
+    Kafka(std::sync::Arc<[String]>),
+}
+
+impl Positioner {
+    /// `(partition, sequence, offset)` as text.
+    pub fn text(&self, (partition, sequence, offset): (u32, u64, u64)) -> String {
+        match self {
+            Positioner::Lines => {
+                format!("partition {partition} line {sequence} (offset {offset})")
+            }
+            #[cfg(feature = "kafka")]
+            Positioner::Kafka(topics) => {
+                let _ = sequence;
+                let topic = topics
+                    .get((partition / TOPIC_STRIDE) as usize)
+                    .map_or("?", String::as_str);
+                format!(
+                    "topic {topic} partition {} offset {offset}",
+                    partition % TOPIC_STRIDE
+                )
+            }
+        }
+    }
+
+    /// A Kafka partition id as `topic/partition`.
+    #[cfg(feature = "kafka")]
+    pub fn partition(&self, pid: u32) -> String {
+        match self {
+            Positioner::Kafka(topics) => format!(
+                "{}/{}",
+                topics
+                    .get((pid / TOPIC_STRIDE) as usize)
+                    .map_or("?", String::as_str),
+                pid % TOPIC_STRIDE
+            ),
+            Positioner::Lines => format!("partition {pid}"),
+        }
+    }
+}
+
+/// Starts the decode task: the consumer's deliveries in, the run loop's input out.
+/// With `timestamp_fallback`, an event without a readable timestamp takes its record's.
+#[cfg(feature = "kafka")]
+pub(super) fn spawn_decoder<T: DeserializeOwned + Send + 'static>(
+    mut deliveries: mpsc::Receiver<Delivery>,
+    decoder: JsonDecoder<T>,
+    timestamp_fallback: bool,
+) -> (mpsc::Receiver<ProcessorResult<Input<T>>>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(4);
+    let task = tokio::spawn(async move {
+        while let Some(d) = deliveries.recv().await {
+            let input = match d {
+                Delivery::Records(records) => Ok(Input::Batch(
+                    records
+                        .into_iter()
+                        .map(|r| decode(&decoder, r, timestamp_fallback))
+                        .collect(),
+                )),
+                Delivery::Assigned(a) => Ok(Input::Assigned(a)),
+                Delivery::Revoked(ids, ack) => Ok(Input::Revoked(ids, ack)),
+                Delivery::Failed(e) => Err(e),
+            };
+            if tx.send(input).await.is_err() {
+                break;
+            }
+        }
+    });
+    (rx, task)
+}
+
+#[cfg(feature = "kafka")]
+fn decode<T: DeserializeOwned + 'static>(
+    decoder: &JsonDecoder<T>,
+    r: KafkaRecord,
+    timestamp_fallback: bool,
+) -> Item<T> {
+    let offset = u64::try_from(r.offset).unwrap_or(0);
+    let fallback_timestamp = r.timestamp.filter(|_| timestamp_fallback);
+    Item {
+        partition: r.id,
+        offset,
+        sequence: offset,
+        decoded: decoder
+            .decode(Payload::Bytes(r.payload.unwrap_or_default()), None)
+            .map(|(event, raw, envelope)| {
+                (
+                    event,
+                    raw,
+                    Envelope {
+                        fallback_timestamp,
+                        ..envelope
+                    },
+                )
+            }),
+    }
+}
+
+/// The partition each key was first seen on, with `partitioned_by_key` (each partition
+/// its own operator): a key whose events arrive on two partitions (or two topics) gets
+/// one partial row per partition, never silently. The first partition wins; each key seen
+/// on another one is counted (`processor_keys_on_several_partitions_total`) and warned
+/// about once.
+#[cfg(feature = "kafka")]
+#[derive(Default)]
+pub(super) struct KeyHomes {
+    /// Looked up per record: hashbrown's fast hasher (the key is already a hash).
+    home: hashbrown::HashMap<u64, u32>,
+    split: hashbrown::HashSet<u64>,
+}
+
+/// Keys warned about by name at most; the metric counts them all.
+#[cfg(feature = "kafka")]
+const SPLIT_WARNINGS: usize = 20;
+
+#[cfg(feature = "kafka")]
+impl KeyHomes {
+    fn check(&mut self, hash: u64, pid: u32, positioner: &Positioner, metrics: &ProcessorMetrics) {
+        let home = *self.home.entry(hash).or_insert(pid);
+        if home == pid || !self.split.insert(hash) {
+            return;
+        }
+        metrics.record_key_split();
+        if self.split.len() <= SPLIT_WARNINGS {
+            tracing::warn!(
+                key_hash = hash,
+                first = %positioner.partition(home),
+                now = %positioner.partition(pid),
+                "a key arrives on a second partition while partitioned_by_key is set: its rows are partial, one per partition; key the producers by the grouping key, or remove partitioned_by_key (one instance then owns every key)"
+            );
+        }
+    }
+}
+
+/// Which worker holds each Kafka partition's operator, with `partitioned_by_key`.
+#[cfg(feature = "kafka")]
+pub(super) struct PartitionHomes {
+    owner: std::collections::HashMap<u32, usize>,
+    /// Partitions per worker.
+    load: Vec<usize>,
+    keys: KeyHomes,
+}
+
+#[cfg(feature = "kafka")]
+impl PartitionHomes {
+    /// No partition yet, over `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        PartitionHomes {
+            owner: Default::default(),
+            load: vec![0; workers.max(1)],
+            keys: KeyHomes::default(),
+        }
+    }
+
+    /// A partition assigned: its watermark restored from its checkpoint (or registered),
+    /// its operator given to the worker holding the fewest. Returns that worker, where the
+    /// partition is and its checkpointed state with the last offset in it.
+    pub fn assigned(
+        &mut self,
+        a: PartitionAssigned,
+        watermark: &mut dyn WatermarkGenerator,
+    ) -> (usize, Place, Option<(Vec<u8>, i64)>) {
+        let now = std::time::Instant::now();
+        let restored = match a.checkpoint {
+            Some(c) => {
+                watermark.restore(&[(a.id, c.max_event_time)], now);
+                tracing::info!(topic = %a.topic, partition = a.partition, offset = c.offset, "partition restored from its checkpoint");
+                Some((c.operator, c.offset))
+            }
+            None => {
+                watermark.register_partition(a.id, now);
+                None
+            }
+        };
+        let w = (0..self.load.len())
+            .min_by_key(|&w| self.load[w])
+            .unwrap_or(0);
+        self.load[w] += 1;
+        self.owner.insert(a.id, w);
+        let place = Place {
+            topic: a.topic,
+            partition: a.partition,
+        };
+        (w, place, restored)
+    }
+
+    /// A partition revoked (after its checkpoint): the worker that held it.
+    pub fn revoked(&mut self, id: u32, watermark: &mut dyn WatermarkGenerator) -> Option<usize> {
+        watermark.unregister_partition(id);
+        let w = self.owner.remove(&id)?;
+        self.load[w] -= 1;
+        Some(w)
+    }
+
+    /// The worker holding partition `id`, if it is assigned.
+    #[inline]
+    pub fn owner(&self, id: u32) -> Option<usize> {
+        self.owner.get(&id).copied()
+    }
+
+    /// Notes that a key of this hash came from partition `pid` (see [`KeyHomes`]).
+    #[inline]
+    pub fn check_key(
+        &mut self,
+        hash: u64,
+        pid: u32,
+        positioner: &Positioner,
+        metrics: &ProcessorMetrics,
+    ) {
+        self.keys.check(hash, pid, positioner, metrics);
+    }
+}
