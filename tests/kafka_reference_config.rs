@@ -88,33 +88,29 @@ fn file_rows(dir: &Path, events: &[FeedbackEvent]) -> Rows {
     want
 }
 
-/// This run's rows among what was read (other runs' rows and the sentinels left out).
-fn ours(run: &str, reads: &[Read]) -> Rows {
+/// This run's rows among what was read (other runs' rows and the sentinels left out),
+/// floats canonical.
+fn our_rows<'a>(run: &'a str, reads: &'a [Read]) -> impl Iterator<Item = serde_json::Value> + 'a {
     reads
         .iter()
         .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
-        .filter(|v| {
+        .filter(move |v| {
             v["model"]
                 .as_str()
                 .is_some_and(|m| m.starts_with(run) && !m.ends_with("sentinel"))
         })
-        .map(|v| (row_key(&v), canonical(&v)))
-        .collect()
+        .map(|v| canonical(&v))
+}
+
+/// This run's rows by key and window.
+fn ours(run: &str, reads: &[Read]) -> Rows {
+    our_rows(run, reads).map(|v| (row_key(&v), v)).collect()
 }
 
 /// Every row of this run among what was read, as text, sorted: a multiset, in which a
 /// partial or a repeated row shows.
 fn all_ours(run: &str, reads: &[Read]) -> Vec<String> {
-    let mut rows: Vec<String> = reads
-        .iter()
-        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
-        .filter(|v| {
-            v["model"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(run) && !m.ends_with("sentinel"))
-        })
-        .map(|v| canonical(&v).to_string())
-        .collect();
+    let mut rows: Vec<String> = our_rows(run, reads).map(|v| v.to_string()).collect();
     rows.sort();
     rows
 }

@@ -366,7 +366,8 @@ struct Discovery {
     known: HashSet<u32>,
     /// Topics said to be unreadable.
     warned: HashSet<String>,
-    last: std::time::Instant,
+    /// The last look (`None`: look at once).
+    last: Option<std::time::Instant>,
 }
 
 fn commit(consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList) {
@@ -445,7 +446,7 @@ pub(crate) fn start_consumer(
             resume,
             known: HashSet::new(),
             warned: HashSet::new(),
-            last: std::time::Instant::now(),
+            last: None,
         }),
     };
     let (commands, inbox) = std_mpsc::channel();
@@ -472,15 +473,22 @@ fn poll_loop(
     mut discovery: Option<Discovery>,
 ) {
     let mut failures = 0u32;
-    if let Some(d) = discovery.as_mut() {
-        if !consumer.context().discover(&consumer, d) {
-            return;
+    // The run loop no longer reads: it is ending. Its last checkpoint's commit may still
+    // come; wait for it, or for the stop.
+    let ending = |consumer: &BaseConsumer<Context>| {
+        for command in inbox.iter() {
+            match command {
+                Command::Commit(c) => consumer.context().commit(consumer, c),
+                Command::Stop => break,
+            }
         }
-    }
+    };
     'outer: loop {
-        if let Some(d) = discovery.as_mut().filter(|d| d.last.elapsed() >= DISCOVERY) {
-            d.last = std::time::Instant::now();
+        let due = |d: &&mut Discovery| d.last.is_none_or(|t| t.elapsed() >= DISCOVERY);
+        if let Some(d) = discovery.as_mut().filter(due) {
+            d.last = Some(std::time::Instant::now());
             if !consumer.context().discover(&consumer, d) {
+                ending(&consumer);
                 break;
             }
         }
@@ -525,14 +533,7 @@ fn poll_loop(
             }
         }
         if !consumer.context().hand_on() {
-            // The run loop no longer reads: it is ending. Its last checkpoint's commit
-            // may still come; wait for it, or for the stop.
-            for command in inbox.iter() {
-                match command {
-                    Command::Commit(c) => consumer.context().commit(&consumer, c),
-                    Command::Stop => break,
-                }
-            }
+            ending(&consumer);
             break 'outer;
         }
     }

@@ -193,9 +193,10 @@ where
     /// [`MemoryStateBackend::persistent`](crate::MemoryStateBackend::persistent)) the run is
     /// checkpointed as a file run is (sinks staged, each partition's offset in the
     /// checkpoint) and the group's offsets are committed after each checkpoint, so a
-    /// restart resumes exactly there. One instance reads every partition: an assignment of
-    /// only some (a second instance in the group) is refused, unless the input is keyed
-    /// by the grouping key ([`with_kafka_partitioned_by_key`](Self::with_kafka_partitioned_by_key)).
+    /// restart resumes exactly there. The instance assigns itself every partition: run one
+    /// per group (a second one reads the same partitions and publishes the same rows
+    /// again), unless the input is keyed by the grouping key
+    /// ([`with_kafka_partitioned_by_key`](Self::with_kafka_partitioned_by_key)).
     /// See the README's "Kafka" section.
     pub fn with_kafka_source(mut self, config: KafkaConfig) -> Self {
         self.source = Some(SourceChoice::Kafka(config));

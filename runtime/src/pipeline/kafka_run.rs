@@ -5,9 +5,9 @@
 //! By default one instance owns every key: records go to workers by key hash whatever
 //! partition or topic they came from, so each key and window gives one row, and the whole
 //! pipeline is checkpointed as a file run is (the pipeline's state backend, sinks staged
-//! and recovered), the offsets of each partition in it. The group's offsets are committed
-//! after each checkpoint, for lag. An assignment of only some of the partitions (a second
-//! instance in the group) is refused.
+//! and recovered), the offsets of each partition in it. The consumer assigns itself every
+//! partition (no group rebalances); the group's offsets are committed after each
+//! checkpoint, for lag.
 //!
 //! With `partitioned_by_key` the user declares that every key's events are in one
 //! partition of one topic: each partition then has its own operator and checkpoint file,
@@ -98,15 +98,21 @@ where
         let mut positions = Positions::default();
         let mut restored = None;
         let (start, persist, routing) = if kafka_partitioned_by_key {
-            let store = root
-                .filter(|_| checkpoints)
-                .map(|root| PartitionStore::new(&root.join("kafka"), &config.group_id, &name));
+            // Partition files whenever they can be written: a revoked partition and a stop
+            // are checkpointed even without periodic checkpoints (interval 0).
+            let store =
+                root.map(|root| PartitionStore::new(&root.join("kafka"), &config.group_id, &name));
+            let interval = if checkpoint_interval.is_zero() {
+                std::time::Duration::MAX
+            } else {
+                checkpoint_interval
+            };
             let persist = store.clone().map(|store| {
                 let p = KafkaPersist {
                     store,
                     describe: describe.clone(),
                 };
-                (Persist::Kafka(p), checkpoint_interval)
+                (Persist::Kafka(p), interval)
             });
             (
                 Start::PartitionFiles(store),
