@@ -26,7 +26,6 @@ use super::front::{spawn_decoder, Front, PartitionHomes};
 use super::parallel::{run_parallel, Parallel, Routing};
 use super::persist::{KafkaPersist, Persist};
 use super::plan::Plan;
-use super::record::Positions;
 use super::sinks::{resume, SinkSet};
 use super::summary::RunSummary;
 use crate::error::{ProcessorError, ProcessorResult};
@@ -94,9 +93,28 @@ where
         let late_sink = late_handler.as_ref().and_then(|h| h.side_output());
         let drop_late = late_handler.as_ref().is_some_and(|h| h.drops());
 
-        let mut summary = RunSummary::default();
-        let mut positions = Positions::default();
-        let mut restored = None;
+        // One owner of every key: the pipeline's own checkpoints, as a file run has.
+        let mut checkpointer = match (kafka_partitioned_by_key, checkpoints, state_backend) {
+            (false, true, Some(backend)) => Some(Checkpointer::new(
+                backend,
+                &name,
+                describe.clone(),
+                checkpoint_interval,
+            )),
+            _ => None,
+        };
+        let set = SinkSet {
+            results: &sinks,
+            late: late_sink.as_ref(),
+            handler: &mut error_handler,
+        };
+        let resumed = resume::<P::Key, <P::Func as WindowFunction>::Acc, P::Row>(
+            checkpointer.as_mut(),
+            parallelism,
+            set,
+            &mut *watermark,
+        )
+        .await?;
         let (start, persist, routing) = if kafka_partitioned_by_key {
             // Partition files whenever they can be written: a revoked partition and a stop
             // are checkpointed even without periodic checkpoints (interval 0).
@@ -120,43 +138,12 @@ where
                 Routing::Partitions(PartitionHomes::new(parallelism)),
             )
         } else {
-            let mut checkpointer = match (checkpoints, state_backend) {
-                (true, Some(backend)) => Some(Checkpointer::new(
-                    backend,
-                    &name,
-                    describe.clone(),
-                    checkpoint_interval,
-                )),
-                _ => None,
-            };
-            let mut next = HashMap::new();
-            if let Some(c) = checkpointer.as_mut() {
-                let set = SinkSet {
-                    results: &sinks,
-                    late: late_sink.as_ref(),
-                    handler: &mut error_handler,
-                };
-                let r = resume::<P::Key, <P::Func as WindowFunction>::Acc, P::Row>(
-                    c,
-                    parallelism,
-                    set,
-                    &mut *watermark,
-                )
-                .await?;
-                if let Some(r) = r {
-                    for p in &r.meta.positions {
-                        next.insert(p.partition, p.offset as i64 + 1);
-                    }
-                    summary = r.meta.summary;
-                    positions = Positions::from_list(&r.meta.positions);
-                    tracing::info!(
-                        checkpoint = r.meta.id,
-                        events_in = summary.events_in,
-                        "resuming from checkpoint"
-                    );
-                    restored = Some(r.operators);
-                }
-            }
+            // Each partition from the offset after the checkpoint's last record of it.
+            let next: HashMap<u32, i64> = resumed
+                .at
+                .iter()
+                .map(|p| (p.partition, p.offset as i64 + 1))
+                .collect();
             let persist = checkpointer.map(|c| (Persist::Files(c), checkpoint_interval));
             (Start::Positions(next), persist, Routing::Keyed)
         };
@@ -189,9 +176,9 @@ where
                 buffer_size,
                 parallelism,
                 persist,
-                restored,
-                summary,
-                positions,
+                restored: resumed.operators,
+                summary: resumed.summary,
+                positions: resumed.positions,
                 spill: None,
                 skew,
                 live: true,

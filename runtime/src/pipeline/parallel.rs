@@ -26,7 +26,7 @@ use super::front::PartitionHomes;
 use super::front::{Front, Input, Positioner};
 use super::persist::{Begin, Commit, Committer, Persist, Place, SlotState};
 use super::plan::{Envelope, Fed, Plan};
-use super::record::{dead_letter, late_record, payload_text, Positions, SkewGuard};
+use super::record::{dead_letter, idle_tick, late_record, payload_text, Positions, SkewGuard};
 use super::sinks::{collect_rows, deliver_rows, handle_bad, send_late, take_checkpoint, SinkSet};
 use super::summary::RunSummary;
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
@@ -292,17 +292,9 @@ where
                     None
                 }
                 _ = ticker.tick() => {
-                    let mut pushed = watermark.on_tick(Instant::now());
-                    if live && !fed_since_tick {
-                        pushed = watermark.on_source_idle().or(pushed);
-                    }
-                    fed_since_tick = false;
-                    if let Some(wm) = pushed {
+                    let fed = std::mem::take(&mut fed_since_tick);
+                    if let Some(wm) = idle_tick(&mut *watermark, live, fed, &metrics) {
                         workers.advance(wm).await?;
-                        metrics.record_watermark(wm);
-                    }
-                    for (p, _) in watermark.snapshot() {
-                        metrics.record_partition_watermark(p, watermark.partition_watermark(p));
                     }
                     if let Some((id, interval, last)) = schedule.as_mut() {
                         if last.elapsed() >= *interval {
@@ -921,14 +913,17 @@ where
                                         final_watermark: meta.summary.final_watermark,
                                         ..summary
                                     };
-                                    // The next offset of each partition (Kafka).
+                                    // The next offset of each partition, for Kafka.
                                     let commit = Commit {
                                         id: meta.id,
-                                        offsets: meta
-                                            .positions
-                                            .iter()
-                                            .map(|p| (p.partition, p.offset as i64 + 1))
-                                            .collect(),
+                                        offsets: match (&committer, &reply) {
+                                            (None, None) => Vec::new(),
+                                            _ => meta
+                                                .positions
+                                                .iter()
+                                                .map(|p| (p.partition, p.offset as i64 + 1))
+                                                .collect(),
+                                        },
                                     };
                                     // One operator per worker, in worker order.
                                     let states = states

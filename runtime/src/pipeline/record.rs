@@ -50,6 +50,29 @@ pub fn key_hash<K: std::hash::Hash + ?Sized>(key: &K) -> u64 {
     h.finish()
 }
 
+/// A tick of processing time (every run loop's 200 ms ticker): a partition that went idle,
+/// or a live source with nothing read since the last tick (`fed` false), releases the
+/// watermark it holds; every partition's watermark goes to the metrics. Returns the
+/// watermark to advance to, if it moved.
+pub(super) fn idle_tick(
+    watermark: &mut dyn crate::watermark::WatermarkGenerator,
+    live: bool,
+    fed: bool,
+    metrics: &crate::metrics::ProcessorMetrics,
+) -> Option<i64> {
+    let mut pushed = watermark.on_tick(std::time::Instant::now());
+    if live && !fed {
+        pushed = watermark.on_source_idle().or(pushed);
+    }
+    for (p, _) in watermark.snapshot() {
+        metrics.record_partition_watermark(p, watermark.partition_watermark(p));
+    }
+    if let Some(wm) = pushed {
+        metrics.record_watermark(wm);
+    }
+    pushed
+}
+
 /// The clock-skew guard of one batch: records stamped after the wall clock plus the
 /// allowed skew are dead letters.
 #[derive(Debug, Clone, Copy)]

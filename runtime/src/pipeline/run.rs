@@ -11,10 +11,10 @@ use super::front::Front;
 use super::parallel::{run_parallel, Parallel, Routing};
 use super::persist::Persist;
 use super::plan::{Fed, Plan};
-use super::record::{dead_letter, late_record, payload_text, Positions, SkewGuard};
+use super::record::{dead_letter, idle_tick, late_record, payload_text, SkewGuard};
 use super::replay::Pacer;
 use super::sinks::{
-    collect_rows, deliver_rows, handle_bad, resume, send_late, take_checkpoint, SinkSet,
+    collect_rows, deliver_rows, handle_bad, resume, send_late, take_checkpoint, Resumed, SinkSet,
 };
 use super::summary::RunSummary;
 use crate::error::{ProcessorError, ProcessorResult};
@@ -97,33 +97,25 @@ where
             }
             None => None,
         };
-        let mut summary = RunSummary::default();
-        let mut positions = Positions::default();
-        let mut restored = None;
-        if let Some(c) = checkpointer.as_mut() {
-            let set = SinkSet {
-                results: &sinks,
-                late: late_sink.as_ref(),
-                handler: &mut error_handler,
-            };
-            let r = resume::<P::Key, <P::Func as WindowFunction>::Acc, P::Row>(
-                c,
-                parallelism,
-                set,
-                &mut *watermark,
-            )
-            .await?;
-            if let Some(r) = r {
-                source.seek(&r.meta.positions).await?;
-                summary = r.meta.summary;
-                positions = Positions::from_list(&r.meta.positions);
-                tracing::info!(
-                    checkpoint = r.meta.id,
-                    events_in = summary.events_in,
-                    "resuming from checkpoint"
-                );
-                restored = Some(r.operators);
-            }
+        let set = SinkSet {
+            results: &sinks,
+            late: late_sink.as_ref(),
+            handler: &mut error_handler,
+        };
+        let Resumed {
+            mut summary,
+            mut positions,
+            at,
+            operators: restored,
+        } = resume::<P::Key, <P::Func as WindowFunction>::Acc, P::Row>(
+            checkpointer.as_mut(),
+            parallelism,
+            set,
+            &mut *watermark,
+        )
+        .await?;
+        if restored.is_some() {
+            source.seek(&at).await?;
         }
 
         // The source runs in its own task, which decodes too; the bounded channel of
@@ -200,21 +192,12 @@ where
                     None
                 }
                 _ = ticker.tick() => {
-                    // Processing time decides only idleness: a partition that went idle, or
-                    // a live source with nothing to read, releases the watermark it holds.
-                    let mut pushed = watermark.on_tick(Instant::now());
-                    if live && !fed_since_tick {
-                        pushed = watermark.on_source_idle().or(pushed);
-                    }
-                    fed_since_tick = false;
-                    if let Some(wm) = pushed {
+                    // Processing time decides only idleness.
+                    let fed = std::mem::take(&mut fed_since_tick);
+                    if let Some(wm) = idle_tick(&mut *watermark, live, fed, &metrics) {
                         op.advance_to(wm, &mut collect_rows(&plan, &func, &mut out));
-                        metrics.record_watermark(wm);
                         metrics.record_open_windows(op.state_len() as u64);
                         deliver_rows(&sinks, &error_handler, &mut out, &mut summary, &metrics).await?;
-                    }
-                    for (p, _) in watermark.snapshot() {
-                        metrics.record_partition_watermark(p, watermark.partition_watermark(p));
                     }
                     if let Some(c) = checkpointer.as_mut().filter(|c| c.due()) {
                         summary.final_watermark = op.watermark();

@@ -10,10 +10,12 @@ use std::hash::Hash;
 
 use super::checkpoint::{Checkpointer, Meta, Restored};
 use super::plan::Plan;
+use super::record::Positions;
 use super::summary::RunSummary;
 use crate::error::{ErrorDisposition, ErrorPolicy, ProcessorError, ProcessorResult};
-use crate::operator::{Fired, WindowFunction};
+use crate::operator::{Fired, OperatorSnapshot, WindowFunction};
 use crate::sink::{DeadLetterRecord, EventSink};
+use crate::source::SourcePosition;
 use crate::watermark::WatermarkGenerator;
 
 /// The sinks a checkpoint involves: result sinks, the late side output and the
@@ -50,28 +52,59 @@ impl<R: Send + 'static> SinkSet<'_, R> {
     }
 }
 
-/// What a restart resumes from: the latest checkpoint that can be read, its operator state
+/// Where a run starts: its counts, source positions and operator state from the latest
+/// checkpoint, or a fresh start.
+pub(super) struct Resumed<K, A> {
+    pub summary: RunSummary,
+    pub positions: Positions,
+    /// The restored checkpoint's source positions, to read on after (empty: from the start).
+    pub at: Vec<SourcePosition>,
+    /// Operator state per worker (`None`: a fresh start).
+    pub operators: Option<Vec<OperatorSnapshot<K, A>>>,
+}
+
+/// What a run resumes from: the latest checkpoint that can be read, its operator state
 /// spread over `workers` workers, with every sink recovered (a cut-short commit finished
-/// or undone) and the watermarks where they were. `None`: a fresh start (sinks recovered
-/// as such).
+/// or undone) and the watermarks where they were. Without checkpoints (`c` is `None`) or
+/// a checkpoint, a fresh start.
 pub(super) async fn resume<K, A, R>(
-    c: &mut Checkpointer,
+    c: Option<&mut Checkpointer>,
     workers: usize,
     mut set: SinkSet<'_, R>,
     watermark: &mut dyn WatermarkGenerator,
-) -> ProcessorResult<Option<Restored<K, A>>>
+) -> ProcessorResult<Resumed<K, A>>
 where
     K: DeserializeOwned + Hash,
     A: DeserializeOwned,
     R: Send + 'static,
 {
+    let mut resumed = Resumed {
+        summary: RunSummary::default(),
+        positions: Positions::default(),
+        at: Vec::new(),
+        operators: None,
+    };
+    let Some(c) = c else {
+        return Ok(resumed);
+    };
     let restored = c.restore::<K, A>(workers).await?;
     set.recover(restored.as_ref().map(|r| &r.meta)).await?;
-    if let Some(r) = &restored {
-        watermark.restore(&r.meta.watermarks, Instant::now());
-        watermark.restore_emitted(r.meta.summary.final_watermark);
+    if let Some(Restored { meta, operators }) = restored {
+        watermark.restore(&meta.watermarks, Instant::now());
+        watermark.restore_emitted(meta.summary.final_watermark);
+        tracing::info!(
+            checkpoint = meta.id,
+            events_in = meta.summary.events_in,
+            "resuming from checkpoint"
+        );
+        resumed = Resumed {
+            summary: meta.summary,
+            positions: Positions::from_list(&meta.positions),
+            at: meta.positions,
+            operators: Some(operators),
+        };
     }
-    Ok(restored)
+    Ok(resumed)
 }
 
 /// Takes one checkpoint: sinks stage, state is written and sealed, sinks publish.

@@ -129,13 +129,17 @@ mod tests {
     use crate::error::ProcessorError;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn retry_stops_after_max_attempts() {
-        let h = ErrorHandler::new(ErrorPolicy::Retry {
+    fn three_quick_attempts() -> ErrorHandler {
+        ErrorHandler::new(ErrorPolicy::Retry {
             max_attempts: 3,
             initial_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn retry_stops_after_max_attempts() {
+        let h = three_quick_attempts();
         let mut calls = 0;
         let r: ProcessorResult<()> = h
             .retry(|| {
@@ -154,11 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn retry_does_not_repeat_permanent_errors() {
-        let h = ErrorHandler::new(ErrorPolicy::Retry {
-            max_attempts: 3,
-            initial_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-        });
+        let h = three_quick_attempts();
         let mut calls = 0;
         let r: ProcessorResult<()> = h
             .retry(|| {
