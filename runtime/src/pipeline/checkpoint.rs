@@ -103,7 +103,6 @@ pub(crate) struct Checkpointer {
     prefix: String,
     pipeline: String,
     next_id: u64,
-    last: Instant,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -136,13 +135,7 @@ impl Checkpointer {
             prefix: format!("{name}/__checkpoint/"),
             pipeline,
             next_id: 1,
-            last: Instant::now(),
         }
-    }
-
-    /// Whether the interval has passed since the last checkpoint.
-    pub fn due(&self) -> bool {
-        self.last.elapsed() >= self.interval
     }
 
     /// Time between checkpoints.
@@ -199,7 +192,6 @@ impl Checkpointer {
         self.backend.put(&self.key(b"meta"), &encoded).await?;
         self.backend.checkpoint(meta.id).await?;
         self.next_id = meta.id + 1;
-        self.last = Instant::now();
         tracing::info!(
             checkpoint = meta.id,
             bytes = operators.iter().map(Vec::len).sum::<usize>(),

@@ -1,6 +1,6 @@
 //! A pipeline over a Kafka source: the consumer thread and its decode task are the run's
 //! front ([`super::front`]); the run loop, workers and collector are those of every run
-//! ([`super::parallel`]).
+//! ([`super::router`]).
 //!
 //! By default one instance owns every key: records go to workers by key hash whatever
 //! partition or topic they came from, so each key and window gives one row, and the whole
@@ -23,7 +23,7 @@ use super::batch::Recycler;
 use super::builder::{Pipeline, Shutdown, SourceChoice};
 use super::checkpoint::Checkpointer;
 use super::front::{spawn_decoder, Front, PartitionHomes};
-use super::parallel::{run_parallel, Parallel, Routing};
+use super::router::{run_loop, Run, Routing};
 use super::persist::{KafkaPersist, Persist};
 use super::plan::Plan;
 use super::sinks::{resume, SinkSet};
@@ -161,8 +161,8 @@ where
         };
         tracing::info!(source = %source_name, group = %config.group_id, parallelism, partitioned_by_key = kafka_partitioned_by_key, "pipeline started");
         let trigger: Box<dyn WindowTrigger> = trigger.unwrap_or_else(|| Box::new(EventTimeTrigger));
-        let summary = run_parallel(
-            Parallel {
+        let summary = run_loop(
+            Run {
                 plan,
                 window,
                 lateness_ms,

@@ -4,11 +4,12 @@
 mod batch;
 mod builder;
 mod checkpoint;
+mod collector;
 mod extract;
 mod front;
 #[cfg(feature = "kafka")]
 mod kafka_run;
-mod parallel;
+mod router;
 mod persist;
 mod plan;
 mod record;
@@ -16,6 +17,7 @@ mod replay;
 mod run;
 mod sinks;
 mod summary;
+mod worker;
 
 pub use batch::JsonDecoder;
 pub use builder::{create_pipeline, Pipeline, PipelineBuilder};
@@ -30,10 +32,11 @@ mod tests {
         ("batch", include_str!("batch.rs")),
         ("builder", include_str!("builder.rs")),
         ("checkpoint", include_str!("checkpoint.rs")),
+        ("collector", include_str!("collector.rs")),
         ("extract", include_str!("extract.rs")),
         ("front", include_str!("front.rs")),
         ("kafka_run", include_str!("kafka_run.rs")),
-        ("parallel", include_str!("parallel.rs")),
+        ("router", include_str!("router.rs")),
         ("persist", include_str!("persist.rs")),
         ("plan", include_str!("plan.rs")),
         ("record", include_str!("record.rs")),
@@ -41,6 +44,7 @@ mod tests {
         ("run", include_str!("run.rs")),
         ("sinks", include_str!("sinks.rs")),
         ("summary", include_str!("summary.rs")),
+        ("worker", include_str!("worker.rs")),
     ];
 
     /// The files `text` names as `super::<file>` outside comments and tests.

@@ -83,7 +83,7 @@ pub(super) enum Persist {
 #[cfg(feature = "kafka")]
 /// Where a Kafka pipeline's checkpoints go: each partition's state in its own file,
 /// between the result sinks' prepare and commit, as one aligned checkpoint over every
-/// worker (see [`super::parallel`]).
+/// worker (see [`super::router`]).
 pub(crate) struct KafkaPersist {
     pub store: PartitionStore,
     pub describe: String,
