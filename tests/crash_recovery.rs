@@ -216,12 +216,29 @@ fn side_outputs(dir: &Path) -> Vec<String> {
     lines
 }
 
-fn crash_and_compare(s: Scenario, seed: u64) {
+/// A scratch directory with `clean/` (the uninterrupted run) and `crashy/` (the one killed).
+fn two_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let root = tempfile::tempdir().unwrap();
     let clean = root.path().join("clean");
     let crashy = root.path().join("crashy");
     std::fs::create_dir_all(&clean).unwrap();
     std::fs::create_dir_all(&crashy).unwrap();
+    (root, clean, crashy)
+}
+
+fn assert_same_side(expected: &[String], got: &[String], what: &str) {
+    assert!(
+        got == expected,
+        "side outputs {what}: {} records instead of {} ({} missing, {} unexpected)",
+        got.len(),
+        expected.len(),
+        expected.iter().filter(|r| !got.contains(r)).count(),
+        got.iter().filter(|r| !expected.contains(r)).count(),
+    );
+}
+
+fn crash_and_compare(s: Scenario, seed: u64) {
+    let (root, clean, crashy) = two_dirs();
     let events = input(root.path(), EVENTS);
     config(&clean, &s);
     config(&crashy, &s);
@@ -248,15 +265,7 @@ fn crash_and_compare(s: Scenario, seed: u64) {
         "every restart resumes from a checkpoint:\n{logs}"
     );
     assert_same_rows(&expected, &sorted_rows(&crashy), "after 5 kills");
-    let side = side_outputs(&crashy);
-    assert!(
-        side == expected_side,
-        "side outputs after 5 kills: {} records instead of {} ({} missing, {} unexpected)",
-        side.len(),
-        expected_side.len(),
-        expected_side.iter().filter(|r| !side.contains(r)).count(),
-        side.iter().filter(|r| !expected_side.contains(r)).count(),
-    );
+    assert_same_side(&expected_side, &side_outputs(&crashy), "after 5 kills");
     // Nothing is left pending beside the output.
     let leftovers: Vec<_> = std::fs::read_dir(&crashy)
         .unwrap()
@@ -306,11 +315,7 @@ fn memory_sessions_survive_sigkill() {
 /// Kills one run mid-way, then damages its checkpoints: the latest → fall back to the
 /// previous one, saying so, with the same final rows; all of them → a clear error.
 fn damaged_checkpoints(backend: &'static str, damage: fn(&Path)) {
-    let root = tempfile::tempdir().unwrap();
-    let clean = root.path().join("clean");
-    let crashy = root.path().join("crashy");
-    std::fs::create_dir_all(&clean).unwrap();
-    std::fs::create_dir_all(&crashy).unwrap();
+    let (root, clean, crashy) = two_dirs();
     let events = input(root.path(), EVENTS_DAMAGE);
     let s = Scenario {
         backend,
@@ -402,4 +407,76 @@ fn a_truncated_rocksdb_checkpoint_falls_back_or_fails_clearly() {
             }
         }
     });
+}
+
+/// A kill between the seal of a run's finished checkpoint and its sinks' commits (the
+/// `LOP_FAILPOINT` abort there, after periodic checkpoints have published some dead
+/// letters and late records): the next start finishes those commits and ends, so rows,
+/// dead letters and late records are the uninterrupted run's, none appended twice (a
+/// start that ran the input again would append every side record a second time). A start
+/// after that is a new run of the input.
+#[test]
+fn a_kill_inside_the_final_checkpoint_leaves_no_duplicate_side_output() {
+    let (root, clean, crashy) = two_dirs();
+    let events = input(root.path(), EVENTS_DAMAGE);
+    // A malformed last line: the final checkpoint stages a dead letter of its own.
+    let mut bytes = std::fs::read(&events).unwrap();
+    bytes.extend_from_slice(b"{not json at the end\n");
+    std::fs::write(&events, bytes).unwrap();
+    let s = Scenario {
+        backend: "memory",
+        window: "tumbling",
+        parallelism: 1,
+    };
+    config(&clean, &s);
+    config(&crashy, &s);
+    run_to_end(&clean, &events);
+    let expected = sorted_rows(&clean);
+    let expected_side = side_outputs(&clean);
+    assert!(expected_side.len() > 20, "{expected_side:?}");
+
+    // Paced over a few seconds, so that periodic checkpoints publish side records first.
+    let mut aborted = command(&crashy, &events, false);
+    aborted
+        .args(["--replay-rate", "2400x"])
+        .env("LOP_FAILPOINT", "final-checkpoint-sealed");
+    let out = child::run(&mut aborted, DEADLINE);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the failpoint did not abort:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("aborting at final-checkpoint-sealed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.matches("checkpoint complete").count() >= 3,
+        "periodic checkpoints before the final one:\n{stderr}"
+    );
+    let published_before = side_outputs(&crashy);
+    assert!(
+        !published_before.is_empty() && published_before.len() < expected_side.len(),
+        "some side records were published before the kill, not all: {} of {}",
+        published_before.len(),
+        expected_side.len()
+    );
+
+    let restarted = run_to_end(&crashy, &events);
+    assert_same_rows(
+        &expected,
+        &sorted_rows(&crashy),
+        "after the final-checkpoint kill",
+    );
+    assert_same_side(
+        &expected_side,
+        &side_outputs(&crashy),
+        "after the final-checkpoint kill",
+    );
+    assert!(restarted.contains("published now"), "{restarted}");
+
+    // Published: the next start is a new run of the input, with the same rows.
+    let stderr = run_to_end(&crashy, &events);
+    assert!(stderr.contains("starting over"), "{stderr}");
+    assert_same_rows(&expected, &sorted_rows(&crashy), "a new run after it");
 }

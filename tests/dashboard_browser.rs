@@ -179,15 +179,21 @@ async fn the_dashboard_shows_the_run_moving_and_its_totals_in_chromium() {
 
     // The processor: the bundled sample's 20 minutes replayed in about 10 s (killed when
     // dropped, however the test ends).
-    let mut processor = Proc::spawn(Command::new(env!("CARGO_BIN_EXE_processor")).args([
-        "run",
-        "--dashboard",
-        "127.0.0.1:0",
-        "--replay-rate",
-        "120x",
-        "--format",
-        "json",
-    ]));
+    // In a folder of its own: the default config keeps checkpoints in `checkpoints/`.
+    let workdir = tempfile::tempdir().unwrap();
+    let mut processor = Proc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_processor"))
+            .current_dir(workdir.path())
+            .args([
+                "run",
+                "--dashboard",
+                "127.0.0.1:0",
+                "--replay-rate",
+                "120x",
+                "--format",
+                "json",
+            ]),
+    );
     let address = wait_line(&processor, Duration::from_secs(60), |l| {
         l.strip_prefix("dashboard at http://")
             .and_then(|rest| rest.split('/').next())

@@ -47,10 +47,20 @@ async fn run_file(
     input: &[u8],
     emit_every: Duration,
 ) -> (RunSummary, Vec<AggregationResult>) {
+    run_file_at(dir, input, emit_every, 1).await
+}
+
+async fn run_file_at(
+    dir: &Path,
+    input: &[u8],
+    emit_every: Duration,
+    parallelism: usize,
+) -> (RunSummary, Vec<AggregationResult>) {
     let path = dir.join("events.jsonl");
     std::fs::write(&path, input).unwrap();
     let rows = CollectorSink::new();
     let summary = pipeline(dir, emit_every)
+        .with_parallelism(parallelism)
         .with_file_source(&path)
         .with_sink(rows.clone())
         .build()
@@ -59,6 +69,25 @@ async fn run_file(
         .await
         .unwrap();
     (summary, rows.items())
+}
+
+/// 100 events of one key a second apart from 2026-01-01T00:00:00Z, with `extra` (a line)
+/// before the eleventh.
+fn hundred_events_with(extra: &str) -> String {
+    let mut input = String::new();
+    for i in 0..100 {
+        if i == 10 {
+            input.push_str(extra);
+            input.push('\n');
+        }
+        input.push_str(&format!(
+            r#"{{"timestamp":"2026-01-01T00:{:02}:{:02}Z","model":"m","region":"r","latency_ms":1}}"#,
+            i / 60,
+            i % 60
+        ));
+        input.push('\n');
+    }
+    input
 }
 
 /// A row as (key, window start s, count, is_update).
@@ -190,21 +219,9 @@ async fn a_missing_measure_is_not_a_zero_and_a_missing_key_is_a_dead_letter() {
 
 #[tokio::test]
 async fn a_record_from_the_far_future_does_not_poison_the_stream() {
-    let mut input = String::new();
-    for i in 0..100 {
-        if i == 10 {
-            input.push_str(
-                r#"{"timestamp":"9999-12-31T23:59:59Z","model":"m","region":"r","latency_ms":1}"#,
-            );
-            input.push('\n');
-        }
-        input.push_str(&format!(
-            r#"{{"timestamp":"2026-01-01T00:{:02}:{:02}Z","model":"m","region":"r","latency_ms":1}}"#,
-            i / 60,
-            i % 60
-        ));
-        input.push('\n');
-    }
+    let input = hundred_events_with(
+        r#"{"timestamp":"9999-12-31T23:59:59Z","model":"m","region":"r","latency_ms":1}"#,
+    );
     let dir = tempfile::tempdir().unwrap();
     let (summary, rows) = run_file(dir.path(), input.as_bytes(), Duration::ZERO).await;
     assert_eq!(
@@ -239,6 +256,32 @@ async fn a_record_from_the_far_future_does_not_poison_the_stream() {
         .await
         .unwrap();
     assert_eq!(summary.events_late, 90);
+}
+
+/// A record that is a dead letter (here: no key) moves no watermark, at any parallelism:
+/// its timestamp an hour ahead would otherwise close every window and make the rest late.
+#[tokio::test]
+async fn a_dead_lettered_record_moves_no_watermark() {
+    let input =
+        hundred_events_with(r#"{"timestamp":"2026-01-01T01:00:00Z","region":"r","latency_ms":1}"#);
+    for parallelism in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let (summary, rows) =
+            run_file_at(dir.path(), input.as_bytes(), Duration::ZERO, parallelism).await;
+        assert_eq!(
+            (
+                summary.events_aggregated,
+                summary.events_late,
+                summary.events_dead_lettered
+            ),
+            (100, 0, 1),
+            "parallelism {parallelism}"
+        );
+        let dead = lines(dir.path(), "dead-letter.jsonl");
+        assert_eq!(dead[0]["kind"], "missing_key_field");
+        assert_eq!(rows.iter().map(|r| r.results["count"]).sum::<f64>(), 100.0);
+        assert!(rows.iter().all(|r| !r.is_update));
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! returns the error and no row of a window that was still open reaches a sink (those
 //! windows stay in the last checkpoint for the next start); windows the watermark had
 //! closed before the failure are delivered, as in a run that did not fail. At parallelism
-//! 1 and 4 alike.
+//! 1 and 4 alike. A sink that gives up ends a run over a live source (which never ends by
+//! itself) with the sink's error.
 
 #[path = "support/child.rs"]
 mod child;
@@ -97,5 +98,64 @@ async fn a_source_failure_publishes_no_open_window() {
             "parallelism {parallelism}: 8 keys × 2 windows"
         );
         assert!(rows.iter().all(|r| !r.is_update));
+    }
+}
+
+/// A sink that refuses every row.
+struct RefusingSink;
+
+#[async_trait]
+impl EventSink<AggregationResult> for RefusingSink {
+    async fn send(&self, _: AggregationResult) -> ProcessorResult<()> {
+        Err(ProcessorError::Sink {
+            sink: "refusing".into(),
+            message: "the database is read-only".into(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_gives_up_ends_a_run_over_a_live_source() {
+    for parallelism in [1, 2] {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let run = tokio::spawn(
+            create_pipeline::<FeedbackEvent>()
+                .with_channel_source(rx)
+                .with_watermark_generator(BoundedOutOfOrdernessWatermark::new(Duration::ZERO))
+                .with_tumbling_window(Duration::from_secs(60))
+                .with_parallelism(parallelism)
+                .with_sink(RefusingSink)
+                .build()
+                .unwrap()
+                .run(),
+        );
+        // A live source keeps sending (a minute of event time per event: every event
+        // closes a window); the sender stays open, so only the failure can end the run.
+        let feeder = tokio::spawn(async move {
+            for i in 0.. {
+                let e = FeedbackEvent {
+                    timestamp: chrono::DateTime::from_timestamp(i * 60, 0).unwrap(),
+                    model: "m".into(),
+                    region: "r".into(),
+                    latency_ms: 1.0,
+                    ..Default::default()
+                };
+                if tx.send(e).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // The run dropped its receiver: hold the sender a little longer anyway.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        let result = run.within(RUN, "the run with a refusing sink").await;
+        let err = result
+            .unwrap()
+            .expect_err("the run ends with the sink's error");
+        assert!(
+            err.to_string().contains("the database is read-only"),
+            "parallelism {parallelism}: {err}"
+        );
+        feeder.abort();
     }
 }

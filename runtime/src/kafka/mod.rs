@@ -23,7 +23,7 @@ pub(crate) use consumer::{
     start_consumer, Commit, Committer, ConsumerHandle, Delivery, KafkaRecord, PartitionAssigned,
     Start,
 };
-pub(crate) use partition_store::{PartitionCheckpoint, PartitionStore};
+pub(crate) use partition_store::{PartitionCheckpoint, PartitionStore, Saved};
 pub(crate) use producer::RecordProducer;
 
 use rdkafka::error::KafkaError;

@@ -13,6 +13,13 @@
 //!    is never listed, so a crash half-way leaves `n - 1` as the latest;
 //! 4. sinks publish what they staged ([`EventSink::commit`]).
 //!
+//! When a bounded input ends and every window fired, a last checkpoint is taken the same
+//! way and marked `finished`; once its sinks published, checkpoint `n + 1` records that it
+//! was published. A start whose latest checkpoint is finished and published starts over (a
+//! new run of the input); one whose latest is finished but not published (killed between
+//! the seal and the commits) finishes those commits and ends, instead of running the input
+//! a second time into appended side outputs.
+//!
 //! On start the latest sealed checkpoint is restored; if it cannot be read (corrupted,
 //! truncated) the previous one is tried, with a warning. Sinks then finish or undo the
 //! commit of the restored checkpoint ([`EventSink::recover`]) and the source seeks past
@@ -38,8 +45,8 @@ use crate::state::StateBackend;
 use crate::window::WindowTrigger;
 
 /// Version of the checkpoint layout (2: side outputs staged with the checkpoint, the
-/// last watermark pushed downstream).
-const FORMAT: u32 = 2;
+/// last watermark pushed downstream; 3: whether a finished run's outputs were published).
+const FORMAT: u32 = 3;
 
 /// Operator state is written in values of at most this size.
 const CHUNK: usize = 4 << 20;
@@ -54,6 +61,8 @@ pub(crate) struct Meta {
     pub id: u64,
     /// Taken after a bounded input ended and every window fired.
     pub finished: bool,
+    /// Records that the sinks published the finished checkpoint before it.
+    pub published: bool,
     /// Chunks of operator state, per worker.
     chunks: Vec<u32>,
     /// Last record processed per partition.
@@ -78,12 +87,48 @@ impl Meta {
             pipeline: String::new(),
             id,
             finished,
+            published: false,
             chunks: Vec::new(),
             positions: Vec::new(),
             watermarks: Vec::new(),
             summary: RunSummary::default(),
             sinks: Vec::new(),
             side: Vec::new(),
+        }
+    }
+}
+
+/// A checkpoint record of layout version 2 (before `published`), still read: a finished
+/// one is taken as published, as that version did (it started over).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct MetaV2 {
+    format: u32,
+    pipeline: String,
+    id: u64,
+    finished: bool,
+    chunks: Vec<u32>,
+    positions: Vec<SourcePosition>,
+    watermarks: Vec<(u32, i64)>,
+    summary: RunSummary,
+    sinks: Vec<Vec<u8>>,
+    side: Vec<Vec<u8>>,
+}
+
+impl From<MetaV2> for Meta {
+    fn from(m: MetaV2) -> Self {
+        Meta {
+            format: m.format,
+            pipeline: m.pipeline,
+            id: m.id,
+            finished: m.finished,
+            published: m.finished,
+            chunks: m.chunks,
+            positions: m.positions,
+            watermarks: m.watermarks,
+            summary: m.summary,
+            sinks: m.sinks,
+            side: m.side,
         }
     }
 }
@@ -203,7 +248,9 @@ impl Checkpointer {
     }
 
     /// Restores the latest checkpoint that can be read, for `workers` workers. `None`:
-    /// there is none, or the latest is of a run that finished its input (start over).
+    /// there is none, or the latest is of a run that finished its input and published it
+    /// (start over). A finished checkpoint not yet published is returned (its sinks are to
+    /// finish their commits, then [`publish`](Self::publish) records it).
     pub async fn restore<K, A>(&mut self, workers: usize) -> ProcessorResult<Option<Restored<K, A>>>
     where
         K: DeserializeOwned + Hash,
@@ -217,7 +264,7 @@ impl Checkpointer {
         let mut last_error = None;
         for &id in ids.iter().rev() {
             match self.read::<K, A>(id, workers).await {
-                Ok(r) if r.meta.finished => {
+                Ok(r) if r.meta.published => {
                     tracing::info!(
                         checkpoint = id,
                         "the previous run finished its input: starting over"
@@ -241,6 +288,17 @@ impl Checkpointer {
         )))
     }
 
+    /// Records that the sinks published the finished checkpoint `finished`: the next
+    /// start starts over.
+    pub async fn publish(&mut self, finished: &Meta) -> ProcessorResult<()> {
+        let mut meta = Meta::new(self.next_id, true);
+        meta.published = true;
+        meta.positions = finished.positions.clone();
+        meta.watermarks = finished.watermarks.clone();
+        meta.summary = finished.summary;
+        self.write(meta, Vec::new()).await
+    }
+
     async fn read<K, A>(&self, id: u64, workers: usize) -> ProcessorResult<Restored<K, A>>
     where
         K: DeserializeOwned + Hash,
@@ -252,13 +310,20 @@ impl Checkpointer {
             .get(&self.key(b"meta"))
             .await?
             .ok_or_else(|| corrupt(id, "it holds no checkpoint record for this pipeline"))?;
-        let meta: Meta = postcard::from_bytes(&bytes).map_err(|e| corrupt(id, e))?;
-        if meta.format != FORMAT {
-            return Err(ProcessorError::Config(format!(
-                "checkpoint {id} has layout version {}, this version reads {FORMAT}: use the version that wrote it or remove the checkpoint directory",
-                meta.format
-            )));
-        }
+        // The layout version comes first, so that another version's record is named as
+        // such, not as a damaged one.
+        let (format, _) = postcard::take_from_bytes::<u32>(&bytes).map_err(|e| corrupt(id, e))?;
+        let meta: Meta = match format {
+            FORMAT => postcard::from_bytes(&bytes).map_err(|e| corrupt(id, e))?,
+            2 => postcard::from_bytes::<MetaV2>(&bytes)
+                .map_err(|e| corrupt(id, e))?
+                .into(),
+            _ => {
+                return Err(ProcessorError::Config(format!(
+                    "checkpoint {id} has layout version {format}, this version reads {FORMAT} and 2: use the version that wrote it or remove the checkpoint directory",
+                )))
+            }
+        };
         if meta.id != id {
             return Err(corrupt(
                 id,
@@ -332,6 +397,16 @@ fn redistribute<K: Hash, A>(
     out
 }
 
+/// A crash on purpose, for the tests of what a kill at this point leaves: when the
+/// environment variable `LOP_FAILPOINT` names `point`, the process aborts here (as a
+/// SIGKILL would end it: no destructor runs, nothing is flushed).
+pub(super) fn failpoint(point: &str) {
+    if std::env::var_os("LOP_FAILPOINT").is_some_and(|v| v == point) {
+        eprintln!("LOP_FAILPOINT: aborting at {point}");
+        std::process::abort();
+    }
+}
+
 /// An operator's state for a checkpoint.
 pub(super) fn encode_state<K, F, Tr>(op: &WindowOperator<K, F, Tr>) -> ProcessorResult<Vec<u8>>
 where
@@ -381,13 +456,15 @@ mod tests {
         c.write(Meta::new(1, false), vec![Vec::new()])
             .await
             .unwrap();
-        c.write(Meta::new(2, true), vec![Vec::new()]).await.unwrap();
+        let mut published = Meta::new(2, true);
+        published.published = true;
+        c.write(published, vec![Vec::new()]).await.unwrap();
 
         let r = checkpointer(dir.path())
             .restore::<String, u64>(1)
             .await
             .unwrap();
-        assert!(r.is_none(), "an intact finished checkpoint starts over");
+        assert!(r.is_none(), "an intact published checkpoint starts over");
 
         let file = std::fs::read_dir(dir.path())
             .unwrap()
@@ -411,6 +488,84 @@ mod tests {
                 .unwrap()
                 .expect("the checkpoint before the damaged one");
             assert_eq!((r.meta.id, r.meta.finished), (1, false), "byte {i}");
+        }
+    }
+
+    /// A run killed between its finished checkpoint's seal and its sinks' commits: the
+    /// next start gets that checkpoint (to finish the commits), and once it is published,
+    /// a start after that starts over.
+    #[tokio::test]
+    async fn a_finished_checkpoint_is_restored_until_it_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = checkpointer(dir.path());
+        c.write(Meta::new(1, false), vec![Vec::new()])
+            .await
+            .unwrap();
+        let mut finished = Meta::new(2, true);
+        finished.summary.events_in = 7;
+        c.write(finished, vec![Vec::new()]).await.unwrap();
+
+        let mut again = checkpointer(dir.path());
+        let r = again
+            .restore::<String, u64>(1)
+            .await
+            .unwrap()
+            .expect("the finished checkpoint, not yet published");
+        assert_eq!(
+            (r.meta.id, r.meta.finished, r.meta.published),
+            (2, true, false)
+        );
+        again.publish(&r.meta).await.unwrap();
+
+        let r = checkpointer(dir.path())
+            .restore::<String, u64>(1)
+            .await
+            .unwrap();
+        assert!(r.is_none(), "published: the next start starts over");
+    }
+
+    /// A checkpoint written by the previous layout (2) is restored (an upgrade keeps the
+    /// state); a finished one starts over, as that version did.
+    #[tokio::test]
+    async fn a_layout_2_checkpoint_is_still_restored() {
+        for finished in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let backend = Arc::new(MemoryStateBackend::persistent(dir.path()));
+            let old = MetaV2 {
+                format: 2,
+                pipeline: "the pipeline".into(),
+                id: 4,
+                finished,
+                chunks: vec![0],
+                positions: vec![],
+                watermarks: vec![(0, 1_000)],
+                summary: RunSummary {
+                    events_in: 9,
+                    ..RunSummary::default()
+                },
+                sinks: vec![],
+                side: vec![vec![], vec![]],
+            };
+            backend
+                .put(
+                    b"p/__checkpoint/meta",
+                    &postcard::to_allocvec(&old).unwrap(),
+                )
+                .await
+                .unwrap();
+            backend.checkpoint(4).await.unwrap();
+            let r = checkpointer(dir.path())
+                .restore::<String, u64>(1)
+                .await
+                .unwrap();
+            match r {
+                Some(r) => {
+                    assert!(!finished);
+                    assert_eq!((r.meta.id, r.meta.summary.events_in), (4, 9));
+                    assert_eq!(r.meta.watermarks, vec![(0, 1_000)]);
+                }
+                None => assert!(finished, "an unfinished layout-2 checkpoint is restored"),
+            }
         }
     }
 }

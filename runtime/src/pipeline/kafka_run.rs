@@ -23,9 +23,9 @@ use super::batch::Recycler;
 use super::builder::{Pipeline, Shutdown, SourceChoice};
 use super::checkpoint::Checkpointer;
 use super::front::{spawn_decoder, Front, PartitionHomes};
-use super::router::{run_loop, Run, Routing};
 use super::persist::{KafkaPersist, Persist};
 use super::plan::Plan;
+use super::router::{run_loop, Routing, Run};
 use super::sinks::{resume, SinkSet};
 use super::summary::RunSummary;
 use crate::error::{ProcessorError, ProcessorResult};
@@ -108,13 +108,18 @@ where
             late: late_sink.as_ref(),
             handler: &mut error_handler,
         };
-        let resumed = resume::<P::Key, <P::Func as WindowFunction>::Acc, P::Row>(
+        let mut resumed = resume::<P::Key, <P::Func as WindowFunction>::Acc, P::Row>(
             checkpointer.as_mut(),
             parallelism,
             set,
             &mut *watermark,
         )
         .await?;
+        if resumed.finished {
+            // A bounded run's last checkpoint (the same pipeline name over a file before):
+            // its outputs are published now; a Kafka run starts afresh.
+            resumed.summary = RunSummary::default();
+        }
         let (start, persist, routing) = if kafka_partitioned_by_key {
             // Partition files whenever they can be written: a revoked partition and a stop
             // are checkpointed even without periodic checkpoints (interval 0).

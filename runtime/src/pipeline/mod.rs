@@ -9,11 +9,11 @@ mod extract;
 mod front;
 #[cfg(feature = "kafka")]
 mod kafka_run;
-mod router;
 mod persist;
 mod plan;
 mod record;
 mod replay;
+mod router;
 mod run;
 mod sinks;
 mod summary;

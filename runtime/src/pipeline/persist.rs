@@ -10,7 +10,7 @@ use super::sinks::SinkSet;
 #[cfg(feature = "kafka")]
 use crate::error::ProcessorResult;
 #[cfg(feature = "kafka")]
-use crate::kafka::{PartitionCheckpoint, PartitionStore};
+use crate::kafka::{PartitionCheckpoint, PartitionStore, Saved};
 #[cfg(feature = "kafka")]
 use crate::metrics::ProcessorMetrics;
 
@@ -126,8 +126,20 @@ impl KafkaPersist {
                 max_event_time,
                 operator: s.state,
             };
-            self.store.save(&place.topic, place.partition, &c)?;
-            offsets.push((s.slot, offset + 1));
+            match self.store.save(&place.topic, place.partition, &c)? {
+                Saved::Written => offsets.push((s.slot, offset + 1)),
+                Saved::Fenced { current, mine } => {
+                    // The group gave the partition to another instance since: its state
+                    // and offsets are the new owner's to write.
+                    tracing::warn!(
+                        topic = %place.topic,
+                        partition = place.partition,
+                        epoch = current,
+                        claimed = ?mine,
+                        "partition claimed by another instance since: its checkpoint is not written"
+                    );
+                }
+            }
         }
         for sink in set.results {
             sink.commit(id).await?;

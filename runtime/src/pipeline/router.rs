@@ -178,6 +178,7 @@ where
                     None
                 }
                 _ = ticker.tick() => {
+                    workers.check()?;
                     let fed = std::mem::take(&mut fed_since_tick);
                     if let Some(wm) = idle_tick(&mut *watermark, live, fed, &metrics) {
                         workers.advance(wm).await?;
@@ -209,8 +210,17 @@ where
                             }
                             Routing::Partitions(homes) => {
                                 let id = a.id;
+                                let before = watermark.emitted_millis();
                                 let (w, place, restored) = homes.assigned(a, &mut *watermark);
                                 workers.open(w, id, place, restored).await?;
+                                // A partition restored with its watermark can move the
+                                // combined one (no record may come to move it later): the
+                                // operators, the restored one included, get it now.
+                                let after = watermark.emitted_millis();
+                                if after > before {
+                                    workers.advance(after).await?;
+                                    metrics.record_watermark(after);
+                                }
                             }
                         }
                     }
@@ -299,7 +309,6 @@ where
                         if let Some(p) = pacer.as_mut() {
                             p.pace(ts).await;
                         }
-                        newest = newest.max(ts);
                         let (worker, slot) = match home {
                             None => ((hash % parallelism as u64) as usize, 0),
                             Some(w) => {
@@ -311,15 +320,21 @@ where
                             }
                         };
                         if let Some(w) = inline.as_deref_mut() {
-                            // Parallelism 1: the run loop feeds its one worker itself.
+                            // Parallelism 1: the run loop feeds its one worker itself. A
+                            // record that fails there (its key or value) moves nothing, as
+                            // one refused here does.
                             let pwm = watermark.partition_watermark(partition);
-                            w.offer(slot, event, envelope, pwm, raw, at)?;
+                            if !w.offer(slot, event, envelope, pwm, raw, at)? {
+                                continue;
+                            }
+                            newest = newest.max(ts);
                             if let Some(wm) = watermark.on_event(partition, ts, t0) {
                                 w.advance(wm);
                                 metrics.record_watermark(wm);
                             }
                             continue;
                         }
+                        newest = newest.max(ts);
                         let routed = Routed {
                             slot,
                             partition,
@@ -344,6 +359,9 @@ where
             touched.clear();
             recycler.give_batch(batch);
             metrics.record_newest_event(newest);
+            if let Some(w) = workers.inline() {
+                metrics.record_open_windows(w.open_windows() as u64);
+            }
             workers.send(&mut parts).await?;
             workers.report(found).await;
             metrics.record_processing_latency(t0.elapsed());
@@ -367,7 +385,12 @@ where
         Some((id, _, _)) if stopped || !keyed => {
             // Stop with a checkpoint: the workers end without firing their windows.
             let begin = begin(&routing, id, &positions, &*watermark, events_in, None);
-            workers.barrier(begin, true).await?;
+            if let Err(e) = workers.barrier(begin, true).await {
+                // The collector had stopped: its error is the run's.
+                let e = workers.abort().await.err().unwrap_or(e);
+                front.end().await;
+                return Err(e);
+            }
             None
         }
         Some((id, _, _)) => Some(barrier_meta(id, &positions, &*watermark, events_in)),
@@ -579,6 +602,17 @@ where
         }
     }
 
+    /// Fails once the collector has stopped (a sink gave up): the run stops reading and
+    /// returns the collector's error.
+    pub fn check(&self) -> ProcessorResult<()> {
+        if self.outcomes.is_closed() {
+            return Err(ProcessorError::Internal(
+                "the collector stopped early".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The one worker of parallelism 1, which the run loop feeds itself.
     pub fn inline(&mut self) -> Option<&mut Worker<P>> {
         match &mut self.lanes {
@@ -590,6 +624,7 @@ where
     /// Sends each worker its part of a batch (one message per worker), leaving `parts`
     /// empty for the next batch; an inline worker sends what the batch came to.
     pub async fn send(&mut self, parts: &mut [Vec<ToWorker<P::Event>>]) -> ProcessorResult<()> {
+        self.check()?;
         let inline = matches!(self.lanes, Lanes::Inline(_));
         for (worker, part) in parts.iter_mut().enumerate() {
             if inline || !part.is_empty() {
@@ -690,12 +725,7 @@ where
             }
         }
         if let Some(meta) = last {
-            let _ = outcomes
-                .send((
-                    n,
-                    Outcome::Begin(Box::new(Begin::Files { meta, reply: None })),
-                ))
-                .await;
+            let _ = outcomes.send((n, Outcome::Finished(Box::new(meta)))).await;
         }
         drop(outcomes);
         collector

@@ -7,10 +7,10 @@ use super::builder::Shutdown;
 use super::builder::{Pipeline, SourceChoice};
 use super::checkpoint::Checkpointer;
 use super::front::Front;
-use super::router::{run_loop, Run, Routing};
 use super::persist::Persist;
 use super::plan::Plan;
 use super::replay::Pacer;
+use super::router::{run_loop, Routing, Run};
 use super::sinks::{resume, Resumed, SinkSet};
 use super::summary::RunSummary;
 use crate::error::{ProcessorError, ProcessorResult};
@@ -102,6 +102,7 @@ where
             positions,
             at,
             operators: restored,
+            finished,
         } = resume::<P::Key, <P::Func as WindowFunction>::Acc, P::Row>(
             checkpointer.as_mut(),
             parallelism,
@@ -109,6 +110,9 @@ where
             &mut *watermark,
         )
         .await?;
+        if finished {
+            return Ok(summary);
+        }
         if restored.is_some() {
             source.seek(&at).await?;
         }

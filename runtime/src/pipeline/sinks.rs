@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use std::hash::Hash;
 
-use super::checkpoint::{Checkpointer, Meta, Restored};
+use super::checkpoint::{failpoint, Checkpointer, Meta, Restored};
 use super::plan::Plan;
 use super::record::Positions;
 use super::summary::RunSummary;
@@ -61,6 +61,9 @@ pub(super) struct Resumed<K, A> {
     pub at: Vec<SourcePosition>,
     /// Operator state per worker (`None`: a fresh start).
     pub operators: Option<Vec<OperatorSnapshot<K, A>>>,
+    /// The previous run had finished its input; its last outputs are now published and
+    /// there is nothing left to do.
+    pub finished: bool,
 }
 
 /// What a run resumes from: the latest checkpoint that can be read, its operator state
@@ -83,12 +86,27 @@ where
         positions: Positions::default(),
         at: Vec::new(),
         operators: None,
+        finished: false,
     };
     let Some(c) = c else {
         return Ok(resumed);
     };
     let restored = c.restore::<K, A>(workers).await?;
     set.recover(restored.as_ref().map(|r| &r.meta)).await?;
+    if let Some(meta) = restored.as_ref().map(|r| &r.meta).filter(|m| m.finished) {
+        // Killed after its finished checkpoint was sealed: the sinks just finished its
+        // commits; the run is over (running the input again would append its side outputs
+        // a second time).
+        c.publish(meta).await?;
+        tracing::info!(
+            checkpoint = meta.id,
+            events_in = meta.summary.events_in,
+            "the previous run had finished its input and was stopped before it published it: published now, nothing more to do"
+        );
+        resumed.summary = meta.summary;
+        resumed.finished = true;
+        return Ok(resumed);
+    }
     if let Some(Restored { meta, operators }) = restored {
         watermark.restore(&meta.watermarks, Instant::now());
         watermark.restore_emitted(meta.summary.final_watermark);
@@ -102,6 +120,7 @@ where
             positions: Positions::from_list(&meta.positions),
             at: meta.positions,
             operators: Some(operators),
+            finished: false,
         };
     }
     Ok(resumed)
@@ -129,7 +148,11 @@ pub(super) async fn take_checkpoint<R: Send + 'static>(
         },
         dead.prepare_commit(id).await?,
     ];
+    let finished = meta.finished;
     c.write(meta, operators).await?;
+    if finished {
+        failpoint("final-checkpoint-sealed");
+    }
     for sink in sinks.results {
         sink.commit(id).await?;
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::batch::{Recycler, Spent};
-use super::checkpoint::encode_state;
+use super::checkpoint::{encode_state, Meta};
 use super::front::Positioner;
 use super::persist::{Begin, Place, SlotState};
 use super::plan::{Envelope, Fed, Plan};
@@ -95,6 +95,9 @@ pub(super) enum Outcome<R> {
     State(usize, ProcessorResult<Vec<SlotState>>),
     /// A worker cannot go on (its spill store failed, a partition state is unreadable).
     Fatal(ProcessorError),
+    /// The input ended and every worker fired its windows and ended: the run's finished
+    /// checkpoint (from the run loop, last).
+    Finished(Box<Meta>),
 }
 
 /// The outcomes' queue.
@@ -287,8 +290,9 @@ impl<P: Plan> Worker<P> {
     }
 
     /// Offers one record to its operator: rows fired, late records and failures go into
-    /// what the worker found, the record to the recycler. Only a failed spill store is an
-    /// error.
+    /// what the worker found, the record to the recycler. Returns whether the record was
+    /// taken (offered or filtered out; false: it failed and is a dead letter, or its
+    /// partition is not this worker's). Only a failed spill store is an error.
     #[inline]
     pub fn offer(
         &mut self,
@@ -298,14 +302,14 @@ impl<P: Plan> Worker<P> {
         partition_watermark: i64,
         raw: Option<Vec<u8>>,
         at: (u32, u64, u64),
-    ) -> ProcessorResult<()> {
+    ) -> ProcessorResult<bool> {
         let Some(Slot {
             op,
             place,
             last_offset,
         }) = self.slots.get_mut(&slot)
         else {
-            return Ok(());
+            return Ok(false);
         };
         if place.is_some() {
             *last_offset = i64::try_from(at.2).ok();
@@ -318,6 +322,7 @@ impl<P: Plan> Worker<P> {
             envelope,
             &mut collect_rows(&*self.plan, &self.func, &mut done.rows),
         );
+        let taken = fed.is_ok();
         match fed {
             Ok(Fed::Offered(_, Admission::Accepted)) => done.accepted += 1,
             Ok(Fed::Filtered(_)) => done.filtered += 1,
@@ -341,8 +346,13 @@ impl<P: Plan> Worker<P> {
         }
         match op.take_spill_error() {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(taken),
         }
+    }
+
+    /// Windows open in this worker's operators (the `processor_open_windows` gauge).
+    pub fn open_windows(&self) -> usize {
+        self.slots.values().map(|s| s.op.state_len()).sum()
     }
 
     /// A Kafka partition's operator, restored from its checkpoint if it has one.
