@@ -263,18 +263,14 @@ async fn a_checkpoint_of_another_pipeline_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let backend =
         Arc::new(RocksDBStateBackend::new(dir.path().join("s"), dir.path().join("c")).unwrap());
-    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    let sink = StopAfter {
-        rows: CollectorSink::new(),
-        after: 5,
-        stop: stop.clone(),
-    };
+    // Stopped as it starts: its checkpoint is of an unfinished run of this pipeline (a run
+    // that reached the end of its input would let the next one start over).
     Latency::pipeline()
         .with_memory_source(events())
         .with_state_backend(backend.clone())
         .with_error_handler(dead_letters(dir.path()))
-        .with_sink(sink)
-        .with_shutdown_signal(async move { stop.notified().await })
+        .with_sink(CollectorSink::new())
+        .with_shutdown_signal(async {})
         .build()
         .unwrap()
         .run()

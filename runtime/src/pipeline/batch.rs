@@ -330,12 +330,16 @@ pub(super) fn spawn_reader<T>(
     recycler: Recycler<T>,
     buffer: usize,
     batch: usize,
-) -> (mpsc::Receiver<Batch<T>>, tokio::task::JoinHandle<()>)
+    decoders: usize,
+) -> (mpsc::Receiver<Pending<T>>, tokio::task::JoinHandle<()>)
 where
     T: DeserializeOwned + Send + 'static,
 {
     let batch = batch.max(1);
-    let (tx, rx) = mpsc::channel::<Batch<T>>(buffer.div_ceil(batch).max(1));
+    let (tx, rx) = mpsc::channel::<Pending<T>>(buffer.div_ceil(batch).max(1));
+    // With several decoders, each batch is decoded by whichever is free, and the run loop
+    // takes the batches in the order they were read (a slot per batch, in order).
+    let pool = (decoders > 1).then(|| DecodePool::start(decoders, decoder));
     let task = tokio::spawn(async move {
         let mut records: Vec<SourceRecord<T>> = Vec::with_capacity(batch);
         let mut events: Vec<T> = Vec::new();
@@ -349,18 +353,32 @@ where
             let more = match source.next_batch(batch, &mut records).await {
                 Ok(more) => more,
                 Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+                    let _ = tx.send(Pending::Ready(Err(e))).await;
                     break;
                 }
             };
             if !records.is_empty() {
-                items.extend(records.drain(..).map(|r| Item {
-                    partition: r.partition,
-                    offset: r.offset,
-                    sequence: r.sequence,
-                    decoded: decoder.decode(r.payload, events.pop()),
-                }));
-                if tx.send(Ok(items)).await.is_err() {
+                let sent = match &pool {
+                    Some(pool) => {
+                        let spares = events.split_off(events.len().saturating_sub(records.len()));
+                        let work = Work {
+                            records: std::mem::replace(&mut records, Vec::with_capacity(batch)),
+                            spares,
+                            items,
+                        };
+                        pool.decode(work, &tx).await
+                    }
+                    None => {
+                        items.extend(records.drain(..).map(|r| Item {
+                            partition: r.partition,
+                            offset: r.offset,
+                            sequence: r.sequence,
+                            decoded: decoder.decode(r.payload, events.pop()),
+                        }));
+                        tx.send(Pending::Ready(Ok(items))).await.is_ok()
+                    }
+                };
+                if !sent {
                     break;
                 }
             }
@@ -370,4 +388,57 @@ where
         }
     });
     (rx, task)
+}
+
+/// A batch on its way from the reader to the run loop: decoded, or being decoded.
+pub(super) enum Pending<T> {
+    Ready(Batch<T>),
+    Decoding(tokio::sync::oneshot::Receiver<Batch<T>>),
+}
+
+/// Records read, to decode into `items` (events decoded into `spares` where the decoder
+/// can reuse them).
+struct Work<T> {
+    records: Vec<SourceRecord<T>>,
+    spares: Vec<T>,
+    items: Vec<Item<T>>,
+}
+
+/// Decoder tasks taking batches from one queue.
+struct DecodePool<T> {
+    work: mpsc::Sender<(Work<T>, tokio::sync::oneshot::Sender<Batch<T>>)>,
+}
+
+impl<T: DeserializeOwned + Send + 'static> DecodePool<T> {
+    fn start(n: usize, decoder: JsonDecoder<T>) -> Self {
+        let (work, rx) = mpsc::channel::<(Work<T>, tokio::sync::oneshot::Sender<Batch<T>>)>(n);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..n {
+            let rx = Arc::clone(&rx);
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some((mut w, done)) = next else { break };
+                    w.items.extend(w.records.drain(..).map(|r| Item {
+                        partition: r.partition,
+                        offset: r.offset,
+                        sequence: r.sequence,
+                        decoded: decoder.decode(r.payload, w.spares.pop()),
+                    }));
+                    let _ = done.send(Ok(w.items));
+                }
+            });
+        }
+        DecodePool { work }
+    }
+
+    /// Queues `work` for a decoder, its slot in order on `out`; false once the run loop
+    /// stopped taking batches.
+    async fn decode(&self, work: Work<T>, out: &mpsc::Sender<Pending<T>>) -> bool {
+        let (done, slot) = tokio::sync::oneshot::channel();
+        if out.send(Pending::Decoding(slot)).await.is_err() {
+            return false;
+        }
+        self.work.send((work, done)).await.is_ok()
+    }
 }

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 #[cfg(feature = "kafka")]
 use super::batch::JsonDecoder;
-use super::batch::{Batch, Item};
+use super::batch::{Batch, Item, Pending};
 #[cfg(feature = "kafka")]
 use super::persist::Place;
 #[cfg(feature = "kafka")]
@@ -44,8 +44,11 @@ pub(super) enum Input<T> {
 pub(super) enum Front<T> {
     /// A file, stdin or memory: the reader task's batches.
     Lines {
-        rx: mpsc::Receiver<Batch<T>>,
+        rx: mpsc::Receiver<Pending<T>>,
         reader: JoinHandle<()>,
+        /// The batch being decoded that the run loop waits for: kept here, so that a
+        /// `select!` that drops the wait (a tick) does not drop the batch.
+        waiting: Option<tokio::sync::oneshot::Receiver<Batch<T>>>,
     },
     /// Kafka: the decode task's batches, assignments and revocations.
     #[cfg(feature = "kafka")]
@@ -62,7 +65,22 @@ impl<T: Send + 'static> Front<T> {
     /// The next input; `None` when a bounded source ended.
     pub async fn recv(&mut self) -> Option<ProcessorResult<Input<T>>> {
         match self {
-            Front::Lines { rx, .. } => rx.recv().await.map(|b| b.map(Input::Batch)),
+            Front::Lines { rx, waiting, .. } => {
+                let slot = match waiting {
+                    Some(slot) => slot,
+                    None => match rx.recv().await? {
+                        Pending::Ready(b) => return Some(b.map(Input::Batch)),
+                        Pending::Decoding(slot) => waiting.insert(slot),
+                    },
+                };
+                let batch = slot.await.unwrap_or_else(|_| {
+                    Err(crate::error::ProcessorError::Internal(
+                        "a decoder stopped early".into(),
+                    ))
+                });
+                *waiting = None;
+                Some(batch.map(Input::Batch))
+            }
             #[cfg(feature = "kafka")]
             Front::Kafka { rx, .. } => match rx.recv().await {
                 Some(x) => Some(x),
@@ -87,7 +105,7 @@ impl<T: Send + 'static> Front<T> {
     /// until [`end`](Self::end).
     pub fn close_input(&mut self) {
         match self {
-            Front::Lines { rx, reader } => {
+            Front::Lines { rx, reader, .. } => {
                 rx.close();
                 reader.abort();
             }
@@ -336,5 +354,68 @@ impl PartitionHomes {
         metrics: &ProcessorMetrics,
     ) {
         self.keys.check(hash, pid, positioner, metrics);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::batch::{spawn_reader, JsonDecoder, Recycler};
+    use super::*;
+    use crate::source::FileSource;
+    use crate::FeedbackEvent;
+
+    /// Batches decoded by several decoders reach the run loop in the order they were
+    /// read, none lost when the loop's wait for one is dropped (a `select!` whose tick
+    /// came first), as it is in the run loop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_decoded_in_parallel_come_in_order_and_survive_a_dropped_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let lines: String = (0..20_000)
+            .map(|i| {
+                format!(
+                    "{{\"timestamp\":{},\"model\":\"m{}\",\"region\":\"r\",\"latency_ms\":{i}}}\n",
+                    1_767_225_600_000_i64 + i,
+                    i % 7
+                )
+            })
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let (rx, reader) = spawn_reader(
+            Box::new(FileSource::new(&path)),
+            JsonDecoder::<FeedbackEvent>::serde(None),
+            Recycler::new(true),
+            2_000,
+            64,
+            3,
+        );
+        let mut front = Front::Lines {
+            rx,
+            reader,
+            waiting: None,
+        };
+        let mut next = 0.0;
+        let mut dropped_waits = 0;
+        loop {
+            let input = tokio::select! {
+                biased;
+                _ = tokio::task::yield_now() => {
+                    dropped_waits += 1;
+                    continue;
+                }
+                r = front.recv() => r,
+            };
+            let Some(input) = input else { break };
+            let Ok(Input::Batch(batch)) = input else {
+                panic!("a batch")
+            };
+            for item in batch {
+                let (event, _, _) = item.decoded.expect("decoded");
+                assert_eq!(event.latency_ms, next, "in input order");
+                next += 1.0;
+            }
+        }
+        assert_eq!(next, 20_000.0, "every record");
+        assert!(dropped_waits > 0);
     }
 }

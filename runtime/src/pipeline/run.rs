@@ -126,7 +126,21 @@ where
         let pacer = replay_rate.map(Pacer::new);
         let batch = if pacer.is_some() { 1 } else { BATCH };
         let recycler = Recycler::new(decoder.reuses_events());
-        let (rx, reader) = spawn_reader(source, decoder, recycler.clone(), buffer_size, batch);
+        // Decoding is spread over the cores (the batches stay in input order), except for
+        // a paced replay, which takes one record at a time.
+        let decoders = if pacer.is_some() {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+        };
+        let (rx, reader) = spawn_reader(
+            source,
+            decoder,
+            recycler.clone(),
+            buffer_size,
+            batch,
+            decoders,
+        );
 
         tracing::info!(source = %source_name, parallelism, "pipeline started");
         // Parallelism 1 is one worker of the same run loop.
@@ -157,7 +171,11 @@ where
                 routing: Routing::Keyed,
                 committer: None,
             },
-            Front::Lines { rx, reader },
+            Front::Lines {
+                rx,
+                reader,
+                waiting: None,
+            },
             watermark,
             shutdown,
         )
