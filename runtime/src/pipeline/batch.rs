@@ -369,12 +369,7 @@ where
                         pool.decode(work, &tx).await
                     }
                     None => {
-                        items.extend(records.drain(..).map(|r| Item {
-                            partition: r.partition,
-                            offset: r.offset,
-                            sequence: r.sequence,
-                            decoded: decoder.decode(r.payload, events.pop()),
-                        }));
+                        decode_into(&decoder, &mut records, &mut events, &mut items);
                         tx.send(Pending::Ready(Ok(items))).await.is_ok()
                     }
                 };
@@ -388,6 +383,22 @@ where
         }
     });
     (rx, task)
+}
+
+/// Decodes `records` (left empty) onto the end of `items`, into spare events where the
+/// decoder reuses them.
+fn decode_into<T: DeserializeOwned + 'static>(
+    decoder: &JsonDecoder<T>,
+    records: &mut Vec<SourceRecord<T>>,
+    spares: &mut Vec<T>,
+    items: &mut Vec<Item<T>>,
+) {
+    items.extend(records.drain(..).map(|r| Item {
+        partition: r.partition,
+        offset: r.offset,
+        sequence: r.sequence,
+        decoded: decoder.decode(r.payload, spares.pop()),
+    }));
 }
 
 /// A batch on its way from the reader to the run loop: decoded, or being decoded.
@@ -419,12 +430,7 @@ impl<T: DeserializeOwned + Send + 'static> DecodePool<T> {
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some((mut w, done)) = next else { break };
-                    w.items.extend(w.records.drain(..).map(|r| Item {
-                        partition: r.partition,
-                        offset: r.offset,
-                        sequence: r.sequence,
-                        decoded: decoder.decode(r.payload, w.spares.pop()),
-                    }));
+                    decode_into(&decoder, &mut w.records, &mut w.spares, &mut w.items);
                     let _ = done.send(Ok(w.items));
                 }
             });

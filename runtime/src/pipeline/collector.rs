@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::checkpoint::Meta;
 use super::persist::{Begin, Commit, Committer, Persist, SlotState};
 use super::sinks::{deliver_rows, handle_bad, send_late, take_checkpoint, SinkSet};
 use super::summary::RunSummary;
@@ -16,6 +17,16 @@ use super::worker::Outcome;
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::metrics::ProcessorMetrics;
 use crate::sink::{DeadLetterRecord, EventSink};
+
+/// A checkpoint's counts: what the collector counted, with the records read and the
+/// watermark as the run loop knew them when it started the checkpoint.
+fn count_into(meta: &mut Meta, summary: &RunSummary) {
+    meta.summary = RunSummary {
+        events_in: meta.summary.events_in,
+        final_watermark: meta.summary.final_watermark,
+        ..*summary
+    };
+}
 
 /// What the collector owns.
 pub(super) struct Collector<R: Clone + Send + Sync + 'static> {
@@ -108,11 +119,7 @@ impl<R: Clone + Send + Sync + 'static> Collector<R> {
                             // The input ended: every worker fired its windows; publish.
                             let mut meta = *meta;
                             meta.finished = true;
-                            meta.summary = RunSummary {
-                                events_in: meta.summary.events_in,
-                                final_watermark: meta.summary.final_watermark,
-                                ..summary
-                            };
+                            count_into(&mut meta, &summary);
                             let set = SinkSet {
                                 results: &sinks,
                                 late: late_sink.as_ref(),
@@ -157,11 +164,7 @@ impl<R: Clone + Send + Sync + 'static> Collector<R> {
                             };
                             let commit = match (persist.as_mut(), g.begin) {
                                 (Some(Persist::Files(c)), Begin::Files { mut meta, reply }) => {
-                                    meta.summary = RunSummary {
-                                        events_in: meta.summary.events_in,
-                                        final_watermark: meta.summary.final_watermark,
-                                        ..summary
-                                    };
+                                    count_into(&mut meta, &summary);
                                     // The next offset of each partition, for Kafka.
                                     let commit = Commit {
                                         id: meta.id,

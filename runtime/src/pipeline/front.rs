@@ -62,6 +62,15 @@ pub(super) enum Front<T> {
 }
 
 impl<T: Send + 'static> Front<T> {
+    /// The front of a file, stdin or memory source: the reader task's batches.
+    pub fn lines(rx: mpsc::Receiver<Pending<T>>, reader: JoinHandle<()>) -> Self {
+        Front::Lines {
+            rx,
+            reader,
+            waiting: None,
+        }
+    }
+
     /// The next input; `None` when a bounded source ended.
     pub async fn recv(&mut self) -> Option<ProcessorResult<Input<T>>> {
         match self {
@@ -389,11 +398,7 @@ mod tests {
             64,
             3,
         );
-        let mut front = Front::Lines {
-            rx,
-            reader,
-            waiting: None,
-        };
+        let mut front = Front::lines(rx, reader);
         let mut next = 0.0;
         let mut dropped_waits = 0;
         loop {

@@ -171,11 +171,7 @@ where
                 routing: Routing::Keyed,
                 committer: None,
             },
-            Front::Lines {
-                rx,
-                reader,
-                waiting: None,
-            },
+            Front::lines(rx, reader),
             watermark,
             shutdown,
         )

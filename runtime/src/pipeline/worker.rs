@@ -4,7 +4,7 @@
 //! windows fired, its late records and failures, and its counts. At parallelism 1 the run
 //! loop calls its one worker inline; above, each worker is a task with its own queue.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
