@@ -13,7 +13,7 @@ use crate::operator::KeyRef;
 /// It works in `create_pipeline::<E>()` (the builder can read its fields by name: see
 /// [`PipelineBuilder::with_event_fields`](crate::PipelineBuilder::with_event_fields)) and
 /// in `pipeline!`, which uses the typed key directly.
-pub trait Event: Serialize + DeserializeOwned + Send + 'static {
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The key: a tuple of the `#[event(key)]` fields, in field order.
     type Key: Hash + Eq + Clone + Debug + Send + 'static;
     /// The key borrowed from the event, to find its state without building a key.

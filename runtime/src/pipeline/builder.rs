@@ -82,7 +82,7 @@ fn check_kafka(c: &KafkaConfig, spill: Option<usize>) -> ProcessorResult<()> {
 /// ```
 pub fn create_pipeline<T>() -> PipelineBuilder<T>
 where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     PipelineBuilder::from_plan(DynamicPlan::default())
 }
@@ -126,7 +126,7 @@ impl<T, P: Plan<Event = T>> std::fmt::Debug for PipelineBuilder<T, P> {
 
 impl<T, P> PipelineBuilder<T, P>
 where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
     P: Plan<Event = T>,
 {
     /// A builder for a compiled plan (what `pipeline!` generates calls this).
@@ -512,7 +512,7 @@ where
 /// What only the dynamic builder declares at run time: fields and statistics.
 impl<T> PipelineBuilder<T, DynamicPlan<T>>
 where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// Reads event time, key and measured value as `#[derive(Event)]` declares them
     /// (timestamp units included) instead of by field name.

@@ -6,13 +6,14 @@
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::batch::Batch;
 #[cfg(feature = "kafka")]
-use super::batch::JsonDecoder;
-use super::batch::{Batch, Item, Pending};
+use super::batch::Recycler;
+#[cfg(feature = "kafka")]
+use super::decode::JsonDecoder;
 #[cfg(feature = "kafka")]
 use super::persist::Place;
-#[cfg(feature = "kafka")]
-use super::plan::Envelope;
+use super::reader::{decoder_gone, Pending};
 use crate::error::ProcessorResult;
 #[cfg(feature = "kafka")]
 use crate::kafka::{
@@ -21,8 +22,6 @@ use crate::kafka::{
 #[cfg(feature = "kafka")]
 use crate::metrics::ProcessorMetrics;
 #[cfg(feature = "kafka")]
-use crate::source::Payload;
-#[cfg(feature = "kafka")]
 use crate::watermark::WatermarkGenerator;
 #[cfg(feature = "kafka")]
 use serde::de::DeserializeOwned;
@@ -30,7 +29,7 @@ use serde::de::DeserializeOwned;
 /// What the front hands to the run loop.
 pub(super) enum Input<T> {
     /// Records, decoded (or with the reason they could not be).
-    Batch(Vec<Item<T>>),
+    Batch(Batch<T>),
     /// Kafka partitions assigned to this instance (their records follow).
     #[cfg(feature = "kafka")]
     Assigned(Vec<PartitionAssigned>),
@@ -48,7 +47,7 @@ pub(super) enum Front<T> {
         reader: JoinHandle<()>,
         /// The batch being decoded that the run loop waits for: kept here, so that a
         /// `select!` that drops the wait (a tick) does not drop the batch.
-        waiting: Option<tokio::sync::oneshot::Receiver<Batch<T>>>,
+        waiting: Option<tokio::sync::oneshot::Receiver<ProcessorResult<Batch<T>>>>,
     },
     /// Kafka: the decode task's batches, assignments and revocations.
     #[cfg(feature = "kafka")]
@@ -82,11 +81,7 @@ impl<T: Send + 'static> Front<T> {
                         Pending::Decoding(slot) => waiting.insert(slot),
                     },
                 };
-                let batch = slot.await.unwrap_or_else(|_| {
-                    Err(crate::error::ProcessorError::Internal(
-                        "a decoder stopped early".into(),
-                    ))
-                });
+                let batch = slot.await.unwrap_or_else(|_| Err(decoder_gone()));
                 *waiting = None;
                 Some(batch.map(Input::Batch))
             }
@@ -200,18 +195,20 @@ impl Positioner {
 pub(super) fn spawn_decoder<T: DeserializeOwned + Send + 'static>(
     mut deliveries: mpsc::Receiver<Delivery>,
     decoder: JsonDecoder<T>,
+    recycler: Recycler<T>,
     timestamp_fallback: bool,
 ) -> (mpsc::Receiver<ProcessorResult<Input<T>>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4);
     let task = tokio::spawn(async move {
         while let Some(d) = deliveries.recv().await {
             let input = match d {
-                Delivery::Records(records) => Ok(Input::Batch(
-                    records
-                        .into_iter()
-                        .map(|r| decode(&decoder, r, timestamp_fallback))
-                        .collect(),
-                )),
+                Delivery::Records(records) => {
+                    let mut batch = recycler.take();
+                    for r in records {
+                        decode(&decoder, &mut batch, r, timestamp_fallback);
+                    }
+                    Ok(Input::Batch(batch))
+                }
                 Delivery::Assigned(a) => Ok(Input::Assigned(a)),
                 Delivery::Revoked(ids, ack) => Ok(Input::Revoked(ids, ack)),
                 Delivery::Failed(e) => Err(e),
@@ -227,28 +224,22 @@ pub(super) fn spawn_decoder<T: DeserializeOwned + Send + 'static>(
 #[cfg(feature = "kafka")]
 fn decode<T: DeserializeOwned + 'static>(
     decoder: &JsonDecoder<T>,
+    batch: &mut Batch<T>,
     r: KafkaRecord,
     timestamp_fallback: bool,
-) -> Item<T> {
+) {
     let offset = u64::try_from(r.offset).unwrap_or(0);
-    let fallback_timestamp = r.timestamp.filter(|_| timestamp_fallback);
-    Item {
-        partition: r.id,
-        offset,
-        sequence: offset,
-        decoded: decoder
-            .decode(Payload::Bytes(r.payload.unwrap_or_default()), None)
-            .map(|(event, raw, envelope)| {
-                (
-                    event,
-                    raw,
-                    Envelope {
-                        fallback_timestamp,
-                        ..envelope
-                    },
-                )
-            }),
-    }
+    let start = batch.text.len();
+    batch
+        .text
+        .extend_from_slice(r.payload.as_deref().unwrap_or_default());
+    let end = batch.text.len();
+    let item = batch.push(r.id, offset, offset);
+    item.raw = Some((start, end));
+    let (items, text) = batch.items_mut();
+    let item = items.last_mut().expect("pushed above");
+    decoder.decode_item(item, text);
+    item.envelope.fallback_timestamp = r.timestamp.filter(|_| timestamp_fallback);
 }
 
 /// The partition each key was first seen on, with `partitioned_by_key` (each partition
@@ -368,7 +359,9 @@ impl PartitionHomes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::batch::{spawn_reader, JsonDecoder, Recycler};
+    use super::super::batch::Recycler;
+    use super::super::decode::JsonDecoder;
+    use super::super::reader::spawn_reader;
     use super::*;
     use crate::source::FileSource;
     use crate::FeedbackEvent;
@@ -393,7 +386,7 @@ mod tests {
         let (rx, reader) = spawn_reader(
             Box::new(FileSource::new(&path)),
             JsonDecoder::<FeedbackEvent>::serde(None),
-            Recycler::new(true),
+            Recycler::default(),
             2_000,
             64,
             3,
@@ -414,8 +407,9 @@ mod tests {
             let Ok(Input::Batch(batch)) = input else {
                 panic!("a batch")
             };
-            for item in batch {
-                let (event, _, _) = item.decoded.expect("decoded");
+            for item in batch.items() {
+                assert!(item.failed.is_none());
+                let event = item.event.as_ref().expect("decoded");
                 assert_eq!(event.latency_ms, next, "in input order");
                 next += 1.0;
             }

@@ -35,7 +35,7 @@ use crate::window::{EventTimeTrigger, WindowTrigger};
 
 impl<T, P> Pipeline<T, P>
 where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
     P: Plan<Event = T>,
 {
     /// The Kafka run (see the module's documentation).
@@ -157,7 +157,13 @@ where
             start_consumer(&config, start, describe, buffer_size, Arc::clone(&metrics))?;
         let committer = persist.as_ref().map(|_| consumer.committer());
         let decoder = plan.json_decoder();
-        let (rx, decoding) = spawn_decoder(deliveries, decoder, kafka_timestamp_fallback);
+        let recycler = Recycler::default();
+        let (rx, decoding) = spawn_decoder(
+            deliveries,
+            decoder,
+            recycler.clone(),
+            kafka_timestamp_fallback,
+        );
         let front = Front::Kafka {
             rx,
             decoder: decoding,
@@ -188,7 +194,7 @@ where
                 skew,
                 live: true,
                 pacer: None,
-                recycler: Recycler::new(false),
+                recycler,
                 routing,
                 committer,
             },

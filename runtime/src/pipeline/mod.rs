@@ -5,12 +5,14 @@ mod batch;
 mod builder;
 mod checkpoint;
 mod collector;
+mod decode;
 mod extract;
 mod front;
 #[cfg(feature = "kafka")]
 mod kafka_run;
 mod persist;
 mod plan;
+mod reader;
 mod record;
 mod replay;
 mod router;
@@ -19,8 +21,8 @@ mod sinks;
 mod summary;
 mod worker;
 
-pub use batch::JsonDecoder;
 pub use builder::{create_pipeline, Pipeline, PipelineBuilder};
+pub use decode::JsonDecoder;
 pub use plan::DynamicAggregation;
 pub use plan::{key_hash, DynamicPlan, Envelope, Fed, Plan};
 pub use summary::RunSummary;
@@ -33,12 +35,14 @@ mod tests {
         ("builder", include_str!("builder.rs")),
         ("checkpoint", include_str!("checkpoint.rs")),
         ("collector", include_str!("collector.rs")),
+        ("decode", include_str!("decode.rs")),
         ("extract", include_str!("extract.rs")),
         ("front", include_str!("front.rs")),
         ("kafka_run", include_str!("kafka_run.rs")),
         ("router", include_str!("router.rs")),
         ("persist", include_str!("persist.rs")),
         ("plan", include_str!("plan.rs")),
+        ("reader", include_str!("reader.rs")),
         ("record", include_str!("record.rs")),
         ("replay", include_str!("replay.rs")),
         ("run", include_str!("run.rs")),

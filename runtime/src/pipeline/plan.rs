@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::hash::Hash;
 
-use super::batch::JsonDecoder;
+use super::decode::JsonDecoder;
 use super::extract::{as_feedback, FieldExtractor, MAX_VIEW};
 pub use super::record::{key_hash, Envelope, Fed};
 use crate::aggregation::AggregationResult;
@@ -20,7 +20,7 @@ use crate::window::WindowTrigger;
 /// aggregation input, and how a fired window becomes a row.
 pub trait Plan: Send + Sync + 'static {
     /// The event type.
-    type Event: Serialize + DeserializeOwned + Send + 'static;
+    type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
     /// The key type (serialized into checkpoints).
     type Key: Hash + Eq + Send + Serialize + DeserializeOwned + 'static;
     /// The aggregation (its accumulators are serialized into checkpoints).
@@ -130,7 +130,7 @@ impl<T> Default for DynamicPlan<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned + Send + 'static> Plan for DynamicPlan<T> {
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Plan for DynamicPlan<T> {
     type Event = T;
     type Key = GroupingKey;
     type Func = DynamicAggregation;

@@ -28,10 +28,10 @@ use super::collector::Collector;
 use super::front::PartitionHomes;
 use super::front::{Front, Input};
 use super::persist::{Begin, Commit, Committer, Persist, Place};
-use super::plan::{Envelope, Plan};
+use super::plan::Plan;
 use super::record::{dead_letter, idle_tick, payload_text, Positions, SkewGuard};
 use super::summary::RunSummary;
-use super::worker::{Done, Outcome, Outcomes, Shared, Snapshots, ToWorker, Worker};
+use super::worker::{Done, Outcome, Outcomes, Shared, Snapshots, Step, ToWorker, Worker};
 use crate::error::{ErrorHandler, ProcessorError, ProcessorResult};
 use crate::metrics::ProcessorMetrics;
 use crate::sink::{DeadLetterRecord, EventSink};
@@ -91,7 +91,7 @@ pub(super) async fn run_loop<T, P>(
     mut shutdown: Shutdown,
 ) -> ProcessorResult<RunSummary>
 where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
     P: Plan<Event = T>,
 {
     let Run {
@@ -166,7 +166,7 @@ where
     let mut stopped = false;
     let mut fed_since_tick = false;
     let mut newest = i64::MIN;
-    let mut parts: Vec<Vec<ToWorker<T>>> = (0..parallelism).map(|_| Vec::new()).collect();
+    let mut parts: Vec<Vec<Step>> = (0..parallelism).map(|_| Vec::new()).collect();
     // The partitions of a batch.
     let mut touched: Vec<u32> = Vec::new();
     let ran: ProcessorResult<()> = async {
@@ -259,7 +259,8 @@ where
             let mut offered = 0u64;
             let mut found: Done<P::Row> = Done::default();
             let mut inline = workers.inline();
-            for item in batch.drain(..) {
+            let (items, text) = batch.items_mut();
+            for (index, item) in items.iter_mut().enumerate() {
                 let partition = item.partition;
                 // The worker and operator of this partition's records (Kafka with
                 // `partitioned_by_key`; the records of a revoked partition are dropped).
@@ -277,20 +278,23 @@ where
                     touched.push(partition);
                 }
                 let at = (partition, item.sequence, item.offset);
-                let (event, raw, mut envelope) = match item.decoded {
-                    Ok(d) => d,
-                    Err((err, text)) => {
-                        found
-                            .bad
-                            .push(dead_letter(&err, &source_name, positioner.text(at), text));
-                        continue;
-                    }
+                let raw = item.raw.map(|(a, b)| &text[a..b]);
+                if let Some(err) = item.failed.take() {
+                    let text = String::from_utf8_lossy(raw.unwrap_or_default()).into_owned();
+                    found
+                        .bad
+                        .push(dead_letter(&err, &source_name, positioner.text(at), text));
+                    continue;
+                }
+                let Some(event) = item.event.as_ref() else {
+                    continue;
                 };
+                let envelope = &mut item.envelope;
                 // One worker needs no key hash (a record without its key fails in the worker).
                 let routed = if single {
-                    plan.event_time(&event, &mut envelope).map(|ts| (ts, 0))
+                    plan.event_time(event, envelope).map(|ts| (ts, 0))
                 } else {
-                    plan.route(&event, &mut envelope)
+                    plan.route(event, envelope)
                 };
                 let routed = routed.and_then(|(ts, hash)| {
                     match guard.and_then(|g| g.check(ts)) {
@@ -300,7 +304,7 @@ where
                 });
                 match routed {
                     Err(err) => {
-                        let text = payload_text(&event, raw.as_deref());
+                        let text = payload_text(event, raw);
                         found
                             .bad
                             .push(dead_letter(&err, &source_name, positioner.text(at), text));
@@ -324,6 +328,7 @@ where
                             // record that fails there (its key or value) moves nothing, as
                             // one refused here does.
                             let pwm = watermark.partition_watermark(partition);
+                            let envelope = std::mem::take(envelope);
                             if !w.offer(slot, event, envelope, pwm, raw, at)? {
                                 continue;
                             }
@@ -335,16 +340,17 @@ where
                             continue;
                         }
                         newest = newest.max(ts);
-                        let routed = Routed {
+                        parts[worker].push(Step::Record {
+                            index: index as u32,
                             slot,
-                            partition,
-                            ts,
-                            event,
-                            envelope,
-                            raw,
-                            at,
-                        };
-                        route(&mut parts, worker, routed, &mut *watermark, t0, &metrics);
+                            partition_watermark: watermark.partition_watermark(partition),
+                        });
+                        if let Some(wm) = watermark.on_event(partition, ts, t0) {
+                            for part in parts.iter_mut() {
+                                part.push(Step::Advance(wm));
+                            }
+                            metrics.record_watermark(wm);
+                        }
                     }
                 }
             }
@@ -357,12 +363,11 @@ where
                 }
             }
             touched.clear();
-            recycler.give_batch(batch);
             metrics.record_newest_event(newest);
             if let Some(w) = workers.inline() {
                 metrics.record_open_windows(w.open_windows() as u64);
             }
-            workers.send(&mut parts).await?;
+            workers.send(batch, &mut parts, &recycler).await?;
             workers.report(found).await;
             metrics.record_processing_latency(t0.elapsed());
         }
@@ -433,47 +438,6 @@ fn begin(
     }
 }
 
-/// One record on its way to a worker.
-pub(super) struct Routed<T> {
-    /// The operator it goes to ([`ToWorker::Event`]).
-    pub slot: u32,
-    /// The source partition whose watermark judges it.
-    pub partition: u32,
-    /// Its event time.
-    pub ts: i64,
-    pub event: T,
-    pub envelope: Envelope,
-    pub raw: Option<Vec<u8>>,
-    pub at: (u32, u64, u64),
-}
-
-/// Adds a record to `worker`'s part of the batch, with its partition's watermark as of
-/// before it, then moves the watermark: an advance goes to every worker, in order with
-/// the records.
-pub(super) fn route<T>(
-    parts: &mut [Vec<ToWorker<T>>],
-    worker: usize,
-    r: Routed<T>,
-    watermark: &mut dyn WatermarkGenerator,
-    t0: Instant,
-    metrics: &ProcessorMetrics,
-) {
-    parts[worker].push(ToWorker::Event {
-        slot: r.slot,
-        partition_watermark: watermark.partition_watermark(r.partition),
-        event: r.event,
-        envelope: r.envelope,
-        raw: r.raw,
-        at: r.at,
-    });
-    if let Some(wm) = watermark.on_event(r.partition, r.ts, t0) {
-        for part in parts.iter_mut() {
-            part.push(ToWorker::Advance(wm));
-        }
-        metrics.record_watermark(wm);
-    }
-}
-
 fn barrier_meta(
     id: u64,
     positions: &Positions,
@@ -515,7 +479,7 @@ fn stopped_early() -> ProcessorError {
 impl<P> Workers<P>
 where
     P: Plan + Sync,
-    P::Event: Serialize + DeserializeOwned + Send + 'static,
+    P::Event: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// Starts `n` workers (inline at 1) and the collector.
     pub fn start(
@@ -593,7 +557,7 @@ where
                 Ok(())
             }
             Lanes::Tasks { senders, .. } => {
-                let batch = std::mem::replace(msgs, Vec::with_capacity(BATCH));
+                let batch = std::mem::take(msgs);
                 senders[worker]
                     .send(batch)
                     .await
@@ -621,16 +585,33 @@ where
         }
     }
 
-    /// Sends each worker its part of a batch (one message per worker), leaving `parts`
-    /// empty for the next batch; an inline worker sends what the batch came to.
-    pub async fn send(&mut self, parts: &mut [Vec<ToWorker<P::Event>>]) -> ProcessorResult<()> {
+    /// Ends a batch: each worker gets its part (one message per worker with records or
+    /// advances of it; the batch itself is shared, not copied), leaving `parts` empty for
+    /// the next batch; an inline worker, which took its records already, sends what the
+    /// batch came to. The batch goes back to `recycler` once its last holder is done.
+    pub async fn send(
+        &mut self,
+        batch: super::batch::Batch<P::Event>,
+        parts: &mut [Vec<Step>],
+        recycler: &Recycler<P::Event>,
+    ) -> ProcessorResult<()> {
         self.check()?;
-        let inline = matches!(self.lanes, Lanes::Inline(_));
+        if let Lanes::Inline(_) = self.lanes {
+            recycler.give(batch);
+            return self.deliver(0, &mut Vec::new()).await;
+        }
+        let batch = Arc::new(batch);
         for (worker, part) in parts.iter_mut().enumerate() {
-            if inline || !part.is_empty() {
-                self.deliver(worker, part).await?;
+            if !part.is_empty() {
+                let steps = std::mem::replace(part, Vec::with_capacity(part.capacity()));
+                let msg = ToWorker::Records {
+                    batch: Arc::clone(&batch),
+                    steps,
+                };
+                self.deliver(worker, &mut vec![msg]).await?;
             }
         }
+        recycler.give_shared(batch);
         Ok(())
     }
 

@@ -2,13 +2,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Instant;
 
-use super::batch::{spawn_reader, Recycler, BATCH};
+use super::batch::{Recycler, BATCH};
 use super::builder::Shutdown;
 use super::builder::{Pipeline, SourceChoice};
 use super::checkpoint::Checkpointer;
 use super::front::Front;
 use super::persist::Persist;
 use super::plan::Plan;
+use super::reader::spawn_reader;
 use super::replay::Pacer;
 use super::router::{run_loop, Routing, Run};
 use super::sinks::{resume, Resumed, SinkSet};
@@ -19,7 +20,7 @@ use crate::window::{EventTimeTrigger, WindowTrigger};
 
 impl<T, P> Pipeline<T, P>
 where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
     P: Plan<Event = T>,
 {
     /// Runs until a bounded source ends (then every open window is flushed) or an
@@ -125,7 +126,7 @@ where
         // delivered) when its time comes.
         let pacer = replay_rate.map(Pacer::new);
         let batch = if pacer.is_some() { 1 } else { BATCH };
-        let recycler = Recycler::new(decoder.reuses_events());
+        let recycler = Recycler::default();
         // Decoding is spread over the cores (the batches stay in input order), except for
         // a paced replay, which takes one record at a time.
         let decoders = if pacer.is_some() {

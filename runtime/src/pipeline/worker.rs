@@ -8,7 +8,7 @@ use hashbrown::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-use super::batch::{Recycler, Spent};
+use super::batch::{Batch, Recycler};
 use super::checkpoint::{encode_state, Meta};
 use super::front::Positioner;
 use super::persist::{Begin, Place, SlotState};
@@ -22,15 +22,11 @@ use crate::window::{WindowSpec, WindowTrigger};
 
 /// What the run loop tells a worker, in order.
 pub(super) enum ToWorker<T> {
-    Event {
-        /// The operator it goes to: a Kafka partition's id, 0 for a file.
-        slot: u32,
-        event: T,
-        envelope: Envelope,
-        partition_watermark: i64,
-        raw: Option<Vec<u8>>,
-        /// Partition, line and byte offset, for the dead-letter position.
-        at: (u32, u64, u64),
+    /// This worker's records of a batch (the batch is shared by every worker that has
+    /// some of its records), with the watermark advances among them, in order.
+    Records {
+        batch: Arc<Batch<T>>,
+        steps: Vec<Step>,
     },
     Advance(i64),
     /// A checkpoint barrier: send the state; with `stop`, end without firing windows.
@@ -52,6 +48,19 @@ pub(super) enum ToWorker<T> {
     /// then end. A worker whose queue closes without it was aborted by a failure and ends
     /// without firing anything: unfinished windows are never published as final.
     Finish,
+}
+
+/// One step of a worker through its part of a batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Step {
+    /// The batch's record `index` goes to operator `slot` (a Kafka partition's id, 0 for
+    /// a file), judged against its partition's watermark as it stood before it.
+    Record {
+        index: u32,
+        slot: u32,
+        partition_watermark: i64,
+    },
+    Advance(i64),
 }
 
 /// What one message came to, in one outcome.
@@ -146,7 +155,7 @@ pub(super) struct Worker<P: Plan> {
     slots: HashMap<u32, Slot<P>>,
     out: Outcomes<P::Row>,
     done: Done<P::Row>,
-    spent: Spent<P::Event>,
+    /// Where a batch goes back when this worker was its last holder.
     recycler: Option<Recycler<P::Event>>,
 }
 
@@ -172,7 +181,6 @@ impl<P: Plan> Worker<P> {
             slots: HashMap::new(),
             out,
             done: Done::default(),
-            spent: Spent::default(),
             recycler,
         };
         // A file pipeline's worker has one operator (slot 0); a Kafka worker in
@@ -211,16 +219,12 @@ impl<P: Plan> Worker<P> {
     pub async fn handle(&mut self, msgs: &mut Vec<ToWorker<P::Event>>) -> bool {
         for msg in msgs.drain(..) {
             match msg {
-                ToWorker::Event {
-                    slot,
-                    event,
-                    envelope,
-                    partition_watermark,
-                    raw,
-                    at,
-                } => {
-                    if let Err(e) = self.offer(slot, event, envelope, partition_watermark, raw, at)
-                    {
+                ToWorker::Records { batch, steps } => {
+                    let took = self.take(&batch, &steps);
+                    if let Some(r) = &self.recycler {
+                        r.give_shared(batch);
+                    }
+                    if let Err(e) = took {
                         return self.fail(e).await;
                     }
                 }
@@ -235,7 +239,6 @@ impl<P: Plan> Worker<P> {
                     }
                 }
                 ToWorker::Finish => {
-                    self.give_back();
                     let mut ids: Vec<u32> = self.slots.keys().copied().collect();
                     ids.sort_unstable();
                     for id in ids {
@@ -271,11 +274,33 @@ impl<P: Plan> Worker<P> {
         true
     }
 
-    /// Ends a message: the records processed go back to the reader, what was found to the
-    /// collector.
+    /// Ends a message: what was found goes to the collector.
     pub async fn settle(&mut self) {
-        self.give_back();
         self.flush().await;
+    }
+
+    /// Takes this worker's records of a shared batch.
+    fn take(&mut self, batch: &Batch<P::Event>, steps: &[Step]) -> ProcessorResult<()> {
+        for step in steps {
+            match *step {
+                Step::Record {
+                    index,
+                    slot,
+                    partition_watermark,
+                } => {
+                    let item = &batch.items()[index as usize];
+                    let Some(event) = item.event.as_ref() else {
+                        continue;
+                    };
+                    let at = (item.partition, item.sequence, item.offset);
+                    let raw = batch.raw(item);
+                    let envelope = item.envelope.clone();
+                    self.offer(slot, event, envelope, partition_watermark, raw, at)?;
+                }
+                Step::Advance(wm) => self.advance(wm),
+            }
+        }
+        Ok(())
     }
 
     /// Moves every operator's watermark; the rows of the windows it fires are kept.
@@ -290,17 +315,17 @@ impl<P: Plan> Worker<P> {
     }
 
     /// Offers one record to its operator: rows fired, late records and failures go into
-    /// what the worker found, the record to the recycler. Returns whether the record was
+    /// what the worker found. Returns whether the record was
     /// taken (offered or filtered out; false: it failed and is a dead letter, or its
     /// partition is not this worker's). Only a failed spill store is an error.
     #[inline]
     pub fn offer(
         &mut self,
         slot: u32,
-        event: P::Event,
+        event: &P::Event,
         envelope: Envelope,
         partition_watermark: i64,
-        raw: Option<Vec<u8>>,
+        raw: Option<&[u8]>,
         at: (u32, u64, u64),
     ) -> ProcessorResult<bool> {
         let Some(Slot {
@@ -318,7 +343,7 @@ impl<P: Plan> Worker<P> {
         let fed = self.plan.feed(
             op,
             partition_watermark,
-            &event,
+            event,
             envelope,
             &mut collect_rows(&*self.plan, &self.func, &mut done.rows),
         );
@@ -332,17 +357,14 @@ impl<P: Plan> Worker<P> {
                 self.lateness_ms,
                 &self.source_name,
                 self.positioner.text(at),
-                payload_text(&event, raw.as_deref()),
+                payload_text(event, raw),
             )),
             Err(err) => done.bad.push(dead_letter(
                 &err,
                 &self.source_name,
                 self.positioner.text(at),
-                payload_text(&event, raw.as_deref()),
+                payload_text(event, raw),
             )),
-        }
-        if self.recycler.is_some() {
-            self.spent.push(event, raw);
         }
         match op.take_spill_error() {
             Some(e) => Err(e),
@@ -375,13 +397,6 @@ impl<P: Plan> Worker<P> {
         self.flush().await;
         let _ = self.out.send((self.index, Outcome::Fatal(e))).await;
         false
-    }
-
-    /// The processed records go back to the reader to be decoded into again.
-    fn give_back(&mut self) {
-        if let Some(r) = &self.recycler {
-            r.give(&mut self.spent);
-        }
     }
 
     /// Sends what the worker found since its last outcome to the collector.

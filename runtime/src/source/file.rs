@@ -215,6 +215,43 @@ impl<T: Send> EventSource<T> for FileSource {
         );
     }
 
+    fn reads_lines(&self) -> bool {
+        true
+    }
+
+    async fn read_lines(&mut self, buf: &mut Vec<u8>, want: usize) -> ProcessorResult<usize> {
+        use tokio::io::AsyncReadExt;
+        if self.reader.is_none() {
+            let (r, _) = self.origin.open(&self.name, 0).await?;
+            self.reader = Some(BufReader::with_capacity(1 << 18, r));
+        }
+        let reader = self.reader.as_mut().expect("reader opened above");
+        // A live stream hands on what one read gives instead of waiting for more.
+        let live = matches!(self.origin, Origin::Stream);
+        let want = want.max(1);
+        let start = buf.len();
+        buf.reserve(want);
+        loop {
+            // At most what is wanted: `read_buf` alone would fill all the spare capacity.
+            let left = (want - (buf.len() - start)) as u64;
+            let n = (&mut *reader)
+                .take(left)
+                .read_buf(buf)
+                .await
+                .map_err(|e| ProcessorError::io(self.name.clone(), e))?;
+            if n == 0 || live || buf.len() - start >= want {
+                break;
+            }
+        }
+        let read = buf.len() - start;
+        self.offset += read as u64;
+        Ok(read)
+    }
+
+    fn line_origin(&self) -> (u64, u64) {
+        (self.offset, self.line)
+    }
+
     fn describe(&self) -> String {
         self.name.clone()
     }

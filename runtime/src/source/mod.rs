@@ -73,6 +73,31 @@ pub trait EventSource<T>: Send {
     fn recycle(&mut self, buffers: &mut Vec<Vec<u8>>) {
         buffers.clear();
     }
+    /// Whether the source is JSON lines read as bytes ([`read_lines`](Self::read_lines)):
+    /// the pipeline then cuts the bytes into lines itself, a batch of whole lines in one
+    /// buffer, and decodes them in place, with no buffer per line (files and stdin). By
+    /// default no: records come from [`next_batch`](Self::next_batch).
+    fn reads_lines(&self) -> bool {
+        false
+    }
+    /// For a source that [`reads_lines`](Self::reads_lines): appends the next bytes of its
+    /// input to `buf` (about `want` of them; a live stream what it has, at least one byte)
+    /// and returns how many (0: the input ended). A line may span two reads; the caller
+    /// cuts them. The first byte is at [`line_origin`](Self::line_origin).
+    async fn read_lines(&mut self, buf: &mut Vec<u8>, want: usize) -> ProcessorResult<usize> {
+        let _ = (buf, want);
+        Err(crate::error::ProcessorError::Internal(format!(
+            "source {} is not read as lines",
+            self.describe()
+        )))
+    }
+    /// For a source that [`reads_lines`](Self::reads_lines), before its first
+    /// [`read_lines`](Self::read_lines): the byte offset of the next byte and the number of
+    /// lines before it (both 0 at the start, those after the checkpoint's record after a
+    /// [`seek`](Self::seek)).
+    fn line_origin(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// A short description for logs and dead letters (`file:events.jsonl`, `stdin`).
     fn describe(&self) -> String;
     /// The partitions it reads, known before the first record.
