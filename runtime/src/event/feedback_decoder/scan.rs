@@ -101,13 +101,39 @@ fn string(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
     }
     let start = i + 1;
     // One pass: the closing quote, or a byte that needs the serde path.
-    let len = b[start..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c))?;
+    let len = plain_len(&b[start..])?;
     if b[start + len] != b'"' {
         return None;
     }
     Some((&b[start..start + len], start + len + 1))
+}
+
+/// The index of the first byte of `s` that ends or leaves a plain string: a quote, a
+/// backslash, or a byte outside printable ASCII. Eight bytes at a time: each test below
+/// flags exactly the lowest byte that meets it (a flag above it may be a borrow's), so the
+/// lowest flag of all is the first such byte.
+#[inline]
+fn plain_len(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut k = 0;
+    while let Some(word) = s.get(k..k + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let hits = zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | zero(x ^ (ONES * 0x7f))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH) // below 0x20
+            | (x & HIGH); // not ASCII
+        if hits != 0 {
+            return Some(k + hits.trailing_zeros() as usize / 8);
+        }
+        k += 8;
+    }
+    s[k..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c))
+        .map(|p| k + p)
 }
 
 /// A JSON number token starting at `i` (strict grammar) and the index after it.
@@ -253,6 +279,58 @@ mod tests {
         let e = fast(line).expect("common shape");
         assert_eq!(e, serde_json::from_str::<FeedbackEvent>(line).unwrap());
         assert!(fast(r#" {"timestamp":1767225600720} "#).is_some());
+    }
+
+    #[test]
+    fn plain_len_stops_where_the_byte_by_byte_scan_stops() {
+        let naive = |s: &[u8]| {
+            s.iter()
+                .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c))
+        };
+        let mut s = vec![b'a'; 40];
+        assert_eq!(plain_len(&s), None);
+        for at in 0..40 {
+            for c in (0..=255u8).filter(|&c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c))
+            {
+                s[at] = c;
+                // and a second stop later, which must not win
+                let later = (at + 3).min(39);
+                let keep = s[later];
+                if later != at {
+                    s[later] = 0x01;
+                }
+                assert_eq!(plain_len(&s), naive(&s), "byte {c:#x} at {at}");
+                s[later] = keep;
+                s[at] = b'a';
+            }
+        }
+        // Borrows across bytes: a stop just below 0x20 next to bytes near the limits.
+        for w in [b"\x1f\x20\x7e\x21abcd", b"~\x7f~~~~~~", b" !\"#$%&'"] {
+            assert_eq!(plain_len(&w[..]), naive(&w[..]));
+        }
+        // Random strings over bytes at and around every limit.
+        let palette = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7e, 0x7f, 0x80, 0xa2,
+            0xdc, 0xff, b'a',
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            let w: Vec<u8> = (0..len)
+                .map(|i| {
+                    let r = (seed >> (i % 8 * 8)) as usize ^ i * 7;
+                    if r % 5 == 0 {
+                        palette[r % palette.len()]
+                    } else {
+                        b'a' + (r % 26) as u8
+                    }
+                })
+                .collect();
+            assert_eq!(plain_len(&w), naive(&w), "{w:?}");
+        }
     }
 
     #[test]
