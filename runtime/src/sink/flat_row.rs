@@ -4,6 +4,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use super::EventSink;
 use crate::aggregation::AggregationResult;
 use crate::error::ProcessorResult;
+use crate::time::Rfc3339;
 
 /// A result row in the flat shape people and tools read, the shape `pipeline!` rows have:
 /// `window_start`, `window_end`, the key fields by name, each statistic by name (`count`
@@ -34,8 +35,8 @@ impl Serialize for FlatRow {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = &self.0;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("window_start", &r.window.start)?;
-        m.serialize_entry("window_end", &r.window.end)?;
+        m.serialize_entry("window_start", &Rfc3339(&r.window.start))?;
+        m.serialize_entry("window_end", &Rfc3339(&r.window.end))?;
         for (name, value) in r.key.fields() {
             m.serialize_entry(name, value)?;
         }
@@ -49,8 +50,11 @@ impl Serialize for FlatRow {
         }
         m.serialize_entry("is_update", &r.is_update)?;
         if !r.replaces.is_empty() {
-            let replaced: Vec<[&chrono::DateTime<chrono::Utc>; 2]> =
-                r.replaces.iter().map(|w| [&w.start, &w.end]).collect();
+            let replaced: Vec<[Rfc3339<'_>; 2]> = r
+                .replaces
+                .iter()
+                .map(|w| [Rfc3339(&w.start), Rfc3339(&w.end)])
+                .collect();
             m.serialize_entry("replaces", &replaced)?;
         }
         m.end()
