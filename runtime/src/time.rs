@@ -53,7 +53,8 @@ impl serde::Serialize for Rfc3339<'_> {
         let t = self.0;
         let nanos = t.nanosecond();
         let year = t.year();
-        if !(0..=9999).contains(&year) || nanos % 1_000_000 != 0 || nanos >= 1_000_000_000 {
+        if !(0..=9999).contains(&year) || !nanos.is_multiple_of(1_000_000) || nanos >= 1_000_000_000
+        {
             return t.serialize(s);
         }
         let mut b = *b"0000-00-00T00:00:00.000Z";

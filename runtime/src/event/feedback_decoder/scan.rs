@@ -321,8 +321,8 @@ mod tests {
             let len = (seed % 24) as usize;
             let w: Vec<u8> = (0..len)
                 .map(|i| {
-                    let r = (seed >> (i % 8 * 8)) as usize ^ i * 7;
-                    if r % 5 == 0 {
+                    let r = (seed >> (i % 8 * 8)) as usize ^ (i * 7);
+                    if r.is_multiple_of(5) {
                         palette[r % palette.len()]
                     } else {
                         b'a' + (r % 26) as u8
