@@ -31,14 +31,25 @@ fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -
     if *b.get(i)? == b'}' {
         return None; // no timestamp
     }
+    // Producers write the fields in one order, usually the struct's: the next key is
+    // first compared, whole and quoted, with the name after the last one's.
+    let mut expect = 0;
     loop {
-        let (key, next) = string(b, i)?;
+        let (field, next) = match expected_key(b, i, expect) {
+            Some(next) => (Some(expect), next),
+            None => {
+                let (key, next) = string(b, i)?;
+                (field_of(key), next)
+            }
+        };
+        if let Some(f) = field {
+            expect = f + 1;
+        }
         i = ws(b, next);
         if *b.get(i)? != b':' {
             return None;
         }
         i = ws(b, i + 1);
-        let field = field_of(key);
         match field {
             Some(f) if seen & (1 << f) != 0 => return None, // duplicate: serde reports it
             Some(f) => seen |= 1 << f,
@@ -65,6 +76,16 @@ fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -
         return None;
     }
     Some(seen)
+}
+
+/// The index after the key at `i` if it is field `f`'s name, quoted (what [`string`] and
+/// [`field_of`] would find: a name is plain ASCII).
+#[inline]
+fn expected_key(b: &[u8], i: usize, f: usize) -> Option<usize> {
+    let name = super::NAMES.get(f)?.as_bytes();
+    let end = i + 1 + name.len();
+    (b.get(i) == Some(&b'"') && b.get(i + 1..end) == Some(name) && b.get(end) == Some(&b'"'))
+        .then_some(end + 1)
 }
 
 /// A field's index by its name's bytes (no UTF-8 check needed); the order of `NAMES`.
@@ -279,6 +300,25 @@ mod tests {
         let e = fast(line).expect("common shape");
         assert_eq!(e, serde_json::from_str::<FeedbackEvent>(line).unwrap());
         assert!(fast(r#" {"timestamp":1767225600720} "#).is_some());
+    }
+
+    #[test]
+    fn keys_in_another_order_or_that_begin_with_a_name_are_read_as_serde_reads_them() {
+        for line in [
+            r#"{"model":"m","timestamp":1,"region":"r","latency_ms":2}"#,
+            r#"{"event_id":"e","timestamp_ms":5,"timestamp":1,"models":"x","model":"m"}"#,
+            r#"{"timestamp":1,"model" :"m","region":"r","regionx":"q"}"#,
+            r#"{"success":true,"rating":4,"cost_usd":1.5,"timestamp":1,"event_id":"z"}"#,
+        ] {
+            let e = fast(line).expect("common shape");
+            assert_eq!(
+                e,
+                serde_json::from_str::<FeedbackEvent>(line).unwrap(),
+                "{line}"
+            );
+        }
+        // A name met twice is still a duplicate, whichever way it was matched.
+        assert!(fast(r#"{"timestamp":1,"model":"a","model":"b"}"#).is_none());
     }
 
     #[test]
