@@ -79,14 +79,65 @@ fn scan_object(b: &[u8], fields: super::FeedbackFields, e: &mut FeedbackEvent) -
 }
 
 /// The index after the key at `i` if it is field `f`'s name, quoted (what [`string`] and
-/// [`field_of`] would find: a name is plain ASCII).
+/// [`field_of`] would find: a name is plain ASCII). Compared as two masked words where
+/// sixteen bytes are left (a name and its quotes take at most fifteen).
 #[inline]
 fn expected_key(b: &[u8], i: usize, f: usize) -> Option<usize> {
-    let name = super::NAMES.get(f)?.as_bytes();
+    let q = QUOTED.get(f)?;
+    if let Some(w) = b.get(i..i + 16) {
+        let w0 = u64::from_le_bytes(w[..8].try_into().expect("eight bytes"));
+        let w1 = u64::from_le_bytes(w[8..].try_into().expect("eight bytes"));
+        return (w0 & q.masks[0] == q.words[0] && w1 & q.masks[1] == q.words[1])
+            .then_some(i + q.len);
+    }
+    let name = super::NAMES[f].as_bytes();
     let end = i + 1 + name.len();
     (b.get(i) == Some(&b'"') && b.get(i + 1..end) == Some(name) && b.get(end) == Some(&b'"'))
         .then_some(end + 1)
 }
+
+/// A field's name in quotes as two little-endian words, and which of their bytes it takes.
+struct Quoted {
+    len: usize,
+    words: [u64; 2],
+    masks: [u64; 2],
+}
+
+const fn quoted(name: &str) -> Quoted {
+    let name = name.as_bytes();
+    let len = name.len() + 2;
+    assert!(len <= 16, "a field name of at most 14 bytes");
+    let mut words = [0u64; 2];
+    let mut masks = [0u64; 2];
+    let mut k = 0;
+    while k < len {
+        let byte = if k == 0 || k == len - 1 {
+            b'"'
+        } else {
+            name[k - 1]
+        };
+        words[k / 8] |= (byte as u64) << (k % 8 * 8);
+        masks[k / 8] |= 0xff << (k % 8 * 8);
+        k += 1;
+    }
+    Quoted { len, words, masks }
+}
+
+const QUOTED: [Quoted; super::NAMES.len()] = {
+    let mut i = 0;
+    let mut all = [const {
+        Quoted {
+            len: 0,
+            words: [0; 2],
+            masks: [0; 2],
+        }
+    }; super::NAMES.len()];
+    while i < all.len() {
+        all[i] = quoted(super::NAMES[i]);
+        i += 1;
+    }
+    all
+};
 
 /// A field's index by its name's bytes (no UTF-8 check needed); the order of `NAMES`.
 pub(super) fn field_of(key: &[u8]) -> Option<usize> {
@@ -370,6 +421,35 @@ mod tests {
                 })
                 .collect();
             assert_eq!(plain_len(&w), naive(&w), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn an_expected_key_is_what_string_and_field_of_find() {
+        for (f, name) in super::super::NAMES.iter().enumerate() {
+            for line in [
+                format!(r#""{name}":1,"padding":"to sixteen bytes and more""#),
+                format!(r#""{name}":1"#),
+                format!(r#""{name}x":1,"padding":"to sixteen bytes and more""#),
+                format!(r#""{name}"#),
+                format!(
+                    r#""{}":1,"padding":"to sixteen bytes and more""#,
+                    &name[1..]
+                ),
+            ] {
+                let b = line.as_bytes();
+                let by_string = string(b, 0)
+                    .filter(|(k, _)| field_of(k) == Some(f))
+                    .map(|(_, j)| j);
+                for other in 0..super::super::NAMES.len() {
+                    let found = expected_key(b, 0, other);
+                    if other == f {
+                        assert_eq!(found, by_string, "{line}");
+                    } else if field_of(string(b, 0).map_or(&b""[..], |(k, _)| k)) != Some(other) {
+                        assert_eq!(found, None, "{line} as field {other}");
+                    }
+                }
+            }
         }
     }
 
