@@ -92,6 +92,7 @@ impl<T> Batch<T> {
         item.sequence = sequence;
         item.raw = None;
         item.failed = None;
+        item.envelope.fallback_timestamp = None;
         item
     }
 

@@ -99,7 +99,7 @@ impl<E: DeserializeOwned + 'static> JsonDecoder<E> {
     }
 
     /// Decodes one record of a batch whose bytes are in `text` (nothing when it came as
-    /// an event).
+    /// an event). The envelope's fallback timestamp (a Kafka record's) is kept.
     pub(super) fn decode_item(&self, item: &mut Item<E>, text: &[u8]) {
         let Some((a, b)) = item.raw else { return };
         if let Err(e) = self.decode_slot(&text[a..b], &mut item.event, &mut item.envelope) {
@@ -125,12 +125,16 @@ impl<E: DeserializeOwned + 'static> JsonDecoder<E> {
                 .map_err(failed)?;
             *envelope = Envelope {
                 present: Some(present),
+                fallback_timestamp: envelope.fallback_timestamp,
                 ..Envelope::default()
             };
             return Ok(());
         }
         *event = Some((self.decode)(json, self.read).map_err(failed)?);
-        *envelope = Envelope::default();
+        *envelope = Envelope {
+            fallback_timestamp: envelope.fallback_timestamp,
+            ..Envelope::default()
+        };
         Ok(())
     }
 }

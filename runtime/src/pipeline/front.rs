@@ -14,6 +14,8 @@ use super::decode::JsonDecoder;
 #[cfg(feature = "kafka")]
 use super::persist::Place;
 use super::reader::{decoder_gone, Pending};
+#[cfg(feature = "kafka")]
+use super::reader::{DecodePool, Slot};
 use crate::error::ProcessorResult;
 #[cfg(feature = "kafka")]
 use crate::kafka::{
@@ -52,7 +54,9 @@ pub(super) enum Front<T> {
     /// Kafka: the decode task's batches, assignments and revocations.
     #[cfg(feature = "kafka")]
     Kafka {
-        rx: mpsc::Receiver<ProcessorResult<Input<T>>>,
+        rx: mpsc::Receiver<FromKafka<T>>,
+        /// The batch being decoded that the run loop waits for (as in `Lines`).
+        waiting: Option<Slot<T>>,
         decoder: JoinHandle<()>,
         consumer: ConsumerHandle,
         /// The subscribed topics, in order: partition ids are `topic index × stride + partition`.
@@ -86,13 +90,24 @@ impl<T: Send + 'static> Front<T> {
                 Some(batch.map(Input::Batch))
             }
             #[cfg(feature = "kafka")]
-            Front::Kafka { rx, .. } => match rx.recv().await {
-                Some(x) => Some(x),
-                // The consumer thread only ends when told to: this is a failure.
-                None => Some(Err(crate::error::ProcessorError::Internal(
-                    "the Kafka consumer stopped".into(),
-                ))),
-            },
+            Front::Kafka { rx, waiting, .. } => {
+                let slot = match waiting {
+                    Some(slot) => slot,
+                    None => match rx.recv().await {
+                        Some(FromKafka::Ready(x)) => return Some(x),
+                        Some(FromKafka::Decoding(slot)) => waiting.insert(slot),
+                        // The consumer thread only ends when told to: this is a failure.
+                        None => {
+                            return Some(Err(crate::error::ProcessorError::Internal(
+                                "the Kafka consumer stopped".into(),
+                            )))
+                        }
+                    },
+                };
+                let batch = slot.await.unwrap_or_else(|_| Err(decoder_gone()));
+                *waiting = None;
+                Some(batch.map(Input::Batch))
+            }
         }
     }
 
@@ -189,31 +204,53 @@ impl Positioner {
     }
 }
 
-/// Starts the decode task: the consumer's deliveries in, the run loop's input out.
-/// With `timestamp_fallback`, an event without a readable timestamp takes its record's.
+/// What the Kafka decode task hands on, in the order the consumer delivered it: an input,
+/// or a poll round's batch being decoded by the decoder pool.
+#[cfg(feature = "kafka")]
+pub(super) enum FromKafka<T> {
+    Ready(ProcessorResult<Input<T>>),
+    Decoding(Slot<T>),
+}
+
+/// Starts the decode task: the consumer's deliveries in, the run loop's input out. Each
+/// poll round becomes a batch, decoded by a pool of `decoders` tasks when there are
+/// several (the run loop takes the batches back in order, assignments and revocations
+/// between them). With `timestamp_fallback`, an event without a readable timestamp takes
+/// its record's.
 #[cfg(feature = "kafka")]
 pub(super) fn spawn_decoder<T: DeserializeOwned + Send + 'static>(
     mut deliveries: mpsc::Receiver<Delivery>,
     decoder: JsonDecoder<T>,
     recycler: Recycler<T>,
     timestamp_fallback: bool,
-) -> (mpsc::Receiver<ProcessorResult<Input<T>>>, JoinHandle<()>) {
+    decoders: usize,
+) -> (mpsc::Receiver<FromKafka<T>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4);
+    let pool = (decoders > 1).then(|| DecodePool::start(decoders, decoder));
     let task = tokio::spawn(async move {
         while let Some(d) = deliveries.recv().await {
-            let input = match d {
+            let out = match d {
                 Delivery::Records(records) => {
                     let mut batch = recycler.take();
                     for r in records {
-                        decode(&decoder, &mut batch, r, timestamp_fallback);
+                        add(&mut batch, r, timestamp_fallback);
                     }
-                    Ok(Input::Batch(batch))
+                    match &pool {
+                        Some(pool) => match pool.submit(batch).await {
+                            Some(slot) => FromKafka::Decoding(slot),
+                            None => break,
+                        },
+                        None => {
+                            decoder.decode_batch(&mut batch);
+                            FromKafka::Ready(Ok(Input::Batch(batch)))
+                        }
+                    }
                 }
-                Delivery::Assigned(a) => Ok(Input::Assigned(a)),
-                Delivery::Revoked(ids, ack) => Ok(Input::Revoked(ids, ack)),
-                Delivery::Failed(e) => Err(e),
+                Delivery::Assigned(a) => FromKafka::Ready(Ok(Input::Assigned(a))),
+                Delivery::Revoked(ids, ack) => FromKafka::Ready(Ok(Input::Revoked(ids, ack))),
+                Delivery::Failed(e) => FromKafka::Ready(Err(e)),
             };
-            if tx.send(input).await.is_err() {
+            if tx.send(out).await.is_err() {
                 break;
             }
         }
@@ -221,13 +258,9 @@ pub(super) fn spawn_decoder<T: DeserializeOwned + Send + 'static>(
     (rx, task)
 }
 
+/// Adds a Kafka record to `batch`, to be decoded: its payload copied into the batch's text.
 #[cfg(feature = "kafka")]
-fn decode<T: DeserializeOwned + 'static>(
-    decoder: &JsonDecoder<T>,
-    batch: &mut Batch<T>,
-    r: KafkaRecord,
-    timestamp_fallback: bool,
-) {
+fn add<T>(batch: &mut Batch<T>, r: KafkaRecord, timestamp_fallback: bool) {
     let offset = u64::try_from(r.offset).unwrap_or(0);
     let start = batch.text.len();
     batch
@@ -236,9 +269,6 @@ fn decode<T: DeserializeOwned + 'static>(
     let end = batch.text.len();
     let item = batch.push(r.id, offset, offset);
     item.raw = Some((start, end));
-    let (items, text) = batch.items_mut();
-    let item = items.last_mut().expect("pushed above");
-    decoder.decode_item(item, text);
     item.envelope.fallback_timestamp = r.timestamp.filter(|_| timestamp_fallback);
 }
 
@@ -416,5 +446,69 @@ mod tests {
         }
         assert_eq!(next, 20_000.0, "every record");
         assert!(dropped_waits > 0);
+    }
+
+    /// Kafka poll rounds decoded by a pool come back in the order delivered, assignments
+    /// in their place between them, each record with its fallback timestamp.
+    #[cfg(feature = "kafka")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kafka_rounds_decoded_by_a_pool_keep_their_order() {
+        let (tx, deliveries) = mpsc::channel(8);
+        let (mut rx, _task) = spawn_decoder(
+            deliveries,
+            JsonDecoder::<FeedbackEvent>::serde(None),
+            Recycler::default(),
+            true,
+            3,
+        );
+        tokio::spawn(async move {
+            for round in 0..200i64 {
+                if round == 100 {
+                    let _ = tx.send(Delivery::Assigned(Vec::new())).await;
+                }
+                let records = (0..50)
+                    .map(|k| {
+                        let i = round * 50 + k;
+                        KafkaRecord {
+                            id: (i % 3) as u32,
+                            offset: i,
+                            payload: Some(
+                                format!(r#"{{"timestamp":{i},"model":"m","latency_ms":{i}}}"#)
+                                    .into_bytes(),
+                            ),
+                            timestamp: Some(1_000_000 + i),
+                        }
+                    })
+                    .collect();
+                let _ = tx.send(Delivery::Records(records)).await;
+            }
+        });
+        let mut next = 0i64;
+        let mut assigned_after = None;
+        while next < 10_000 {
+            let batch = match rx.recv().await.expect("more") {
+                FromKafka::Ready(Ok(Input::Assigned(_))) => {
+                    assigned_after = Some(next);
+                    continue;
+                }
+                FromKafka::Ready(Ok(Input::Batch(b))) => b,
+                FromKafka::Decoding(slot) => slot.await.unwrap().unwrap(),
+                _ => panic!("a batch or an assignment"),
+            };
+            for item in batch.items() {
+                assert_eq!(item.offset, next as u64, "in delivery order");
+                assert_eq!(item.envelope.fallback_timestamp, Some(1_000_000 + next));
+                match &item.failed {
+                    None => assert_eq!(item.event.as_ref().unwrap().latency_ms, next as f64),
+                    Some(e) => panic!("{e}"),
+                }
+                next += 1;
+            }
+        }
+        assert_eq!(
+            assigned_after,
+            Some(5_000),
+            "the assignment between rounds 99 and 100"
+        );
     }
 }

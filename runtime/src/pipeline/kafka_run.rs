@@ -163,9 +163,11 @@ where
             decoder,
             recycler.clone(),
             kafka_timestamp_fallback,
+            super::reader::decoders(),
         );
         let front = Front::Kafka {
             rx,
+            waiting: None,
             decoder: decoding,
             consumer,
             topics: config.topics.clone(),

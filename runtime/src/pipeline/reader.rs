@@ -217,13 +217,23 @@ impl Lines {
 /// A batch to decode and where its decoded self goes.
 type Work<T> = (Batch<T>, oneshot::Sender<ProcessorResult<Batch<T>>>);
 
-/// Decoder tasks taking batches from one queue.
-struct DecodePool<T> {
+/// A decoded batch, when it is ready.
+pub(super) type Slot<T> = oneshot::Receiver<ProcessorResult<Batch<T>>>;
+
+/// Decoder tasks taking batches from one queue (the reader's, and a Kafka run's decode
+/// task's): whoever hands them batches keeps their slots in order.
+pub(super) struct DecodePool<T> {
     work: mpsc::Sender<Work<T>>,
 }
 
+/// Decoder tasks for a run: one per core, at most 4.
+pub(super) fn decoders() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 impl<T: DeserializeOwned + Send + 'static> DecodePool<T> {
-    fn start(n: usize, decoder: JsonDecoder<T>) -> Self {
+    /// `n` decoder tasks.
+    pub fn start(n: usize, decoder: JsonDecoder<T>) -> Self {
         let (work, rx) = mpsc::channel::<Work<T>>(n);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..n {
@@ -248,6 +258,14 @@ impl<T: DeserializeOwned + Send + 'static> DecodePool<T> {
             return false;
         }
         self.work.send((batch, done)).await.is_ok()
+    }
+
+    /// Queues `batch` for a decoder; its decoded self comes in the slot returned (`None`
+    /// once the decoders are gone).
+    pub async fn submit(&self, batch: Batch<T>) -> Option<Slot<T>> {
+        let (done, slot) = oneshot::channel();
+        self.work.send((batch, done)).await.ok()?;
+        Some(slot)
     }
 }
 

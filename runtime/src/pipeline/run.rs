@@ -132,7 +132,7 @@ where
         let decoders = if pacer.is_some() {
             1
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+            super::reader::decoders()
         };
         let (rx, reader) = spawn_reader(
             source,
