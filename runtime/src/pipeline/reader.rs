@@ -140,6 +140,8 @@ struct Lines {
     /// Lines before it.
     line: u64,
     ended: bool,
+    /// A live stream (stdin, a socket: it cannot be read again).
+    live: bool,
 }
 
 impl Lines {
@@ -150,6 +152,7 @@ impl Lines {
             offset,
             line,
             ended: false,
+            live: !source.resumable(),
         }
     }
 
@@ -165,18 +168,24 @@ impl Lines {
         batch.text.extend_from_slice(&self.carry);
         self.carry.clear();
         let mut cut = 0; // bytes of `text` cut into lines
+        let mut searched = 0; // no newline in `text[cut..searched]` (a long line's start)
         let mut lines = 0;
         let mut read = false;
         loop {
             while lines < max {
-                let Some(n) = memchr::memchr(b'\n', &batch.text[cut..]) else {
+                let from = searched.max(cut);
+                let Some(n) = memchr::memchr(b'\n', &batch.text[from..]) else {
+                    searched = batch.text.len();
                     break;
                 };
-                self.line(batch, cut, cut + n);
-                cut += n + 1;
+                let end = from + n;
+                self.line(batch, cut, end);
+                cut = end + 1;
                 lines += 1;
             }
-            if lines >= max || (lines > 0 && read) {
+            // A live stream hands on the lines it has (those left from the last read
+            // included) instead of waiting for more input.
+            if lines >= max || (lines > 0 && (read || self.live)) {
                 break;
             }
             if self.ended {
@@ -272,4 +281,46 @@ impl<T: DeserializeOwned + Send + 'static> DecodePool<T> {
 /// An internal error for a decoder that went away.
 pub(super) fn decoder_gone() -> ProcessorError {
     ProcessorError::Internal("a decoder stopped early".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FeedbackEvent;
+    use crate::source::FileSource;
+    use tokio::io::AsyncWriteExt;
+
+    /// A live stream that sends more lines than a batch holds in one write and then stays
+    /// open: every line reaches the run loop without waiting for more input.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_live_stream_hands_on_every_line_it_has() {
+        let (mut writer, reader) = tokio::io::duplex(1 << 20);
+        let lines: String = (0..1_500)
+            .map(|i| format!("{{\"timestamp\":{i},\"latency_ms\":{i}}}\n"))
+            .collect();
+        writer.write_all(lines.as_bytes()).await.unwrap();
+        let (mut rx, _task) = spawn_reader(
+            Box::new(FileSource::from_reader("test", reader)),
+            JsonDecoder::<FeedbackEvent>::serde(None),
+            Recycler::default(),
+            10_000,
+            1_024,
+            1,
+        );
+        let mut got = 0;
+        while got < 1_500 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+                .await
+                .expect("the lines already read, without more input")
+                .expect("a batch");
+            let Pending::Ready(Ok(batch)) = next else {
+                panic!("a decoded batch")
+            };
+            for item in batch.items() {
+                assert_eq!(item.sequence, got + 1);
+                got += 1;
+            }
+        }
+        drop(writer);
+    }
 }
