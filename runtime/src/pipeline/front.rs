@@ -13,9 +13,9 @@ use super::batch::Recycler;
 use super::decode::JsonDecoder;
 #[cfg(feature = "kafka")]
 use super::persist::Place;
-use super::reader::{decoder_gone, Pending};
 #[cfg(feature = "kafka")]
-use super::reader::{DecodePool, Slot};
+use super::reader::DecodePool;
+use super::reader::{decoded, Pending, Slot};
 use crate::error::ProcessorResult;
 #[cfg(feature = "kafka")]
 use crate::kafka::{
@@ -49,7 +49,7 @@ pub(super) enum Front<T> {
         reader: JoinHandle<()>,
         /// The batch being decoded that the run loop waits for: kept here, so that a
         /// `select!` that drops the wait (a tick) does not drop the batch.
-        waiting: Option<tokio::sync::oneshot::Receiver<ProcessorResult<Batch<T>>>>,
+        waiting: Option<Slot<T>>,
     },
     /// Kafka: the decode task's batches, assignments and revocations.
     #[cfg(feature = "kafka")]
@@ -78,35 +78,29 @@ impl<T: Send + 'static> Front<T> {
     pub async fn recv(&mut self) -> Option<ProcessorResult<Input<T>>> {
         match self {
             Front::Lines { rx, waiting, .. } => {
-                let slot = match waiting {
-                    Some(slot) => slot,
-                    None => match rx.recv().await? {
+                if waiting.is_none() {
+                    match rx.recv().await? {
                         Pending::Ready(b) => return Some(b.map(Input::Batch)),
-                        Pending::Decoding(slot) => waiting.insert(slot),
-                    },
-                };
-                let batch = slot.await.unwrap_or_else(|_| Err(decoder_gone()));
-                *waiting = None;
-                Some(batch.map(Input::Batch))
+                        Pending::Decoding(slot) => *waiting = Some(slot),
+                    }
+                }
+                Some(decoded(waiting).await.map(Input::Batch))
             }
             #[cfg(feature = "kafka")]
             Front::Kafka { rx, waiting, .. } => {
-                let slot = match waiting {
-                    Some(slot) => slot,
-                    None => match rx.recv().await {
+                if waiting.is_none() {
+                    match rx.recv().await {
                         Some(FromKafka::Ready(x)) => return Some(x),
-                        Some(FromKafka::Decoding(slot)) => waiting.insert(slot),
+                        Some(FromKafka::Decoding(slot)) => *waiting = Some(slot),
                         // The consumer thread only ends when told to: this is a failure.
                         None => {
                             return Some(Err(crate::error::ProcessorError::Internal(
                                 "the Kafka consumer stopped".into(),
                             )))
                         }
-                    },
-                };
-                let batch = slot.await.unwrap_or_else(|_| Err(decoder_gone()));
-                *waiting = None;
-                Some(batch.map(Input::Batch))
+                    }
+                }
+                Some(decoded(waiting).await.map(Input::Batch))
             }
         }
     }

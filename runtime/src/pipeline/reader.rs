@@ -23,7 +23,7 @@ const BYTES_PER_RECORD: usize = 256;
 /// A batch on its way from the reader to the run loop: decoded, or being decoded.
 pub(super) enum Pending<T> {
     Ready(ProcessorResult<Batch<T>>),
-    Decoding(oneshot::Receiver<ProcessorResult<Batch<T>>>),
+    Decoding(Slot<T>),
 }
 
 /// Starts the reader task: batches of up to `batch` records into a channel holding
@@ -262,11 +262,10 @@ impl<T: DeserializeOwned + Send + 'static> DecodePool<T> {
     /// Queues `batch` for a decoder, its slot in order on `out`; false once the run loop
     /// stopped taking batches.
     async fn decode(&self, batch: Batch<T>, out: &mpsc::Sender<Pending<T>>) -> bool {
-        let (done, slot) = oneshot::channel();
-        if out.send(Pending::Decoding(slot)).await.is_err() {
-            return false;
+        match self.submit(batch).await {
+            Some(slot) => out.send(Pending::Decoding(slot)).await.is_ok(),
+            None => false,
         }
-        self.work.send((batch, done)).await.is_ok()
     }
 
     /// Queues `batch` for a decoder; its decoded self comes in the slot returned (`None`
@@ -278,9 +277,18 @@ impl<T: DeserializeOwned + Send + 'static> DecodePool<T> {
     }
 }
 
-/// An internal error for a decoder that went away.
-pub(super) fn decoder_gone() -> ProcessorError {
-    ProcessorError::Internal("a decoder stopped early".into())
+/// The decoded batch of the slot in `waiting`, which stays there while the wait lasts: a
+/// wait dropped by the run loop's `select!` (a tick came first) loses nothing, the next
+/// wait takes it up.
+pub(super) async fn decoded<T>(waiting: &mut Option<Slot<T>>) -> ProcessorResult<Batch<T>> {
+    let Some(slot) = waiting.as_mut() else {
+        return Err(ProcessorError::Internal("no batch being decoded".into()));
+    };
+    let batch = slot
+        .await
+        .unwrap_or_else(|_| Err(ProcessorError::Internal("a decoder stopped early".into())));
+    *waiting = None;
+    batch
 }
 
 #[cfg(test)]
